@@ -1,0 +1,936 @@
+"""FastTD3 as one pure, vmappable JAX function (PureJaxRL style).
+
+FastTD3 (Seo et al. 2025) is TD3 for massively parallel simulators: twin distributional (C51)
+critics with clipped double Q, n-step returns, one exploration scale per environment, large
+batches and empirical observation normalization. Here the whole loop, simulate -> act -> store
+-> update -> evaluate, is one XLA program:
+
+    config = make_config("Pendulum-v1")
+    train = make_train(config)
+    out = jax.jit(jax.vmap(train))(jax.random.split(jax.random.PRNGKey(0), 8))   # 8 agents
+
+`train(rng, hparams=None)` takes the traced settings (`default_hparams(config)`, any subset)
+as a dict of float32 scalars, so `jax.vmap` runs hyperparameter grids as well as seeds.
+Semantics follow the reference PyTorch code (younggyoseo/FastTD3); section numbers (§) refer
+to shared/reference/fasttd3_spec.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import time
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+import envs
+
+# ==================================================================================================
+# CONFIG
+# ==================================================================================================
+# Keys are the reference's argument names in UPPER_CASE with the reference's meaning. Counts of
+# "iterations" are vector-env steps: one iteration steps all NUM_ENVS environments once.
+STATIC_DEFAULTS: dict[str, Any] = {
+    "ENV_NAME": "",  # gymnax `Pendulum-v1` / `MountainCarContinuous-v0` or a Playground task
+    "NUM_ENVS": 1024,  # parallel training environments
+    "NUM_EVAL_ENVS": 1024,  # evaluation environments, one deterministic episode each
+    "TOTAL_TIMESTEPS": 150_000,  # iterations; a multiple of EVAL_INTERVAL
+    "LEARNING_STARTS": 10,  # gradient updates start once the iteration index exceeds this
+    "EVAL_INTERVAL": 5_000,  # iterations between evaluations (one eval chunk)
+    "BUFFER_SIZE": 10_240,  # replay slots *per environment*
+    "BATCH_SIZE": 32_768,  # total batch, drawn as BATCH_SIZE // NUM_ENVS from every env
+    "NUM_UPDATES": 2,  # critic updates per iteration
+    "POLICY_FREQUENCY": 2,  # delayed actor: one actor update per this many critic updates
+    "NUM_STEPS": 1,  # n of the n-step return
+    "NUM_ATOMS": 101,  # C51 support size
+    "CRITIC_HIDDEN_DIM": 1024,  # critic widths are this, /2, /4
+    "ACTOR_HIDDEN_DIM": 512,  # actor widths are this, /2, /4
+    "USE_CDQ": True,  # clipped double Q: regress both critics to the lower target
+    "OBS_NORMALIZATION": True,  # empirical normalization of actor and critic observations
+    "DISABLE_BOOTSTRAP": False,  # treat time-outs as terminal (bootstrap = not done)
+    "COMPUTE_DTYPE": "float32",  # matmul dtype: "bfloat16" on GPU by default, "float32" on CPU
+    "EPISODE_LENGTH": 1000,  # env steps before a time-out (task default)
+    "ACTION_REPEAT": 1,  # physics steps per agent step (Playground)
+    "IMPL": "jax",  # MJX implementation for Playground: "jax" (pure XLA) or "warp"
+    "PROGRESS": True,  # print one progress line per eval chunk
+}
+
+# Traced settings: floats that change no shape; `train` takes them as a vmappable dict.
+HPARAM_DEFAULTS: dict[str, float] = {
+    "CRITIC_LEARNING_RATE": 3e-4,
+    "ACTOR_LEARNING_RATE": 3e-4,
+    "CRITIC_LEARNING_RATE_END": 3e-4,  # cosine schedule target (constant LR when equal)
+    "ACTOR_LEARNING_RATE_END": 3e-4,
+    "GAMMA": 0.97,
+    "TAU": 0.1,  # Polyak rate, applied after every critic update
+    "POLICY_NOISE": 0.001,  # target-policy smoothing std
+    "NOISE_CLIP": 0.5,
+    "STD_MIN": 0.001,  # per-env exploration std ~ U[STD_MIN, STD_MAX), resampled at each done
+    "STD_MAX": 0.4,
+    "V_MIN": -10.0,  # C51 support
+    "V_MAX": 10.0,
+    "WEIGHT_DECAY": 0.1,  # AdamW decoupled decay on every parameter
+    "INIT_SCALE": 0.01,  # std of the actor's output-layer weights
+}
+
+# The reference's per-task overrides of its MuJoCo Playground defaults (spec §1.3), plus small
+# CPU-friendly defaults for the gymnax tasks.
+TASK_OVERRIDES: dict[str, dict[str, Any]] = {
+    "G1JoystickFlatTerrain": {"TOTAL_TIMESTEPS": 100_000},
+    "G1JoystickRoughTerrain": {"TOTAL_TIMESTEPS": 100_000},
+    "T1JoystickFlatTerrain": {"TOTAL_TIMESTEPS": 100_000},
+    "T1JoystickRoughTerrain": {"TOTAL_TIMESTEPS": 100_000},
+    **{
+        task: {
+            "TOTAL_TIMESTEPS": 50_000,
+            "STD_MIN": 0.2,
+            "STD_MAX": 0.8,
+            "POLICY_NOISE": 0.2,
+            "NUM_UPDATES": 8,
+        }
+        for task in ("Go1JoystickFlatTerrain", "Go1JoystickRoughTerrain", "Go1Getup")
+    },
+    "LeapCubeReorient": {
+        "NUM_STEPS": 3,
+        "GAMMA": 0.99,
+        "POLICY_NOISE": 0.2,
+        "V_MIN": -50.0,
+        "V_MAX": 50.0,
+        "USE_CDQ": False,
+    },
+    "LeapCubeRotateZAxis": {"GAMMA": 0.99, "POLICY_NOISE": 0.2, "USE_CDQ": False},
+    "CheetahRun": {
+        "NUM_STEPS": 3,
+        "V_MIN": -500.0,
+        "V_MAX": 500.0,
+        "STD_MIN": 0.1,
+        "POLICY_NOISE": 0.1,
+    },
+    # gymnax: small networks and batches that learn in about a minute on two CPU cores.
+    "Pendulum-v1": {
+        "NUM_ENVS": 16,
+        "NUM_EVAL_ENVS": 16,
+        "TOTAL_TIMESTEPS": 3_000,
+        "EVAL_INTERVAL": 250,
+        "BUFFER_SIZE": 4_000,
+        "BATCH_SIZE": 256,
+        "NUM_STEPS": 3,
+        "CRITIC_HIDDEN_DIM": 256,
+        "ACTOR_HIDDEN_DIM": 128,
+        "GAMMA": 0.99,
+        "V_MIN": -1_000.0,
+        "V_MAX": 0.0,
+        "STD_MIN": 0.05,
+        "STD_MAX": 0.8,
+        "POLICY_NOISE": 0.2,
+        "WEIGHT_DECAY": 0.0,
+        "CRITIC_LEARNING_RATE": 1e-3,
+        "ACTOR_LEARNING_RATE": 1e-3,
+        "CRITIC_LEARNING_RATE_END": 1e-3,
+        "ACTOR_LEARNING_RATE_END": 1e-3,
+    },
+    "MountainCarContinuous-v0": {
+        "NUM_ENVS": 16,
+        "NUM_EVAL_ENVS": 16,
+        "TOTAL_TIMESTEPS": 10_000,
+        "EVAL_INTERVAL": 1_000,
+        "BUFFER_SIZE": 10_000,
+        "BATCH_SIZE": 256,
+        "NUM_STEPS": 3,
+        "CRITIC_HIDDEN_DIM": 256,
+        "ACTOR_HIDDEN_DIM": 128,
+        "GAMMA": 0.99,
+        "V_MIN": -50.0,
+        "V_MAX": 100.0,
+        "STD_MIN": 0.3,
+        "STD_MAX": 1.0,
+        "POLICY_NOISE": 0.2,
+        "WEIGHT_DECAY": 0.0,
+    },
+}
+
+_CHOICES = {"COMPUTE_DTYPE": ("float32", "bfloat16"), "IMPL": ("jax", "warp")}
+
+
+def make_config(env_name: str, **overrides) -> dict:
+    """The reference defaults for `env_name`, with `overrides` applied and validated.
+
+    Raises ValueError naming the key, the value and what is allowed for unknown keys, wrong
+    types and impossible values. The returned dict is new; nothing passed in is mutated.
+    """
+    if not isinstance(env_name, str):
+        raise ValueError(f"ENV_NAME must be a task name string, got {env_name!r}.")
+    config = {**STATIC_DEFAULTS, **HPARAM_DEFAULTS, "ENV_NAME": env_name}
+    config.update(envs.env_defaults(env_name))  # raises on an unknown task
+    if jax.default_backend() == "gpu":
+        config["COMPUTE_DTYPE"] = "bfloat16"
+    config.update(TASK_OVERRIDES.get(env_name, {}))
+    for key, value in overrides.items():
+        config[key] = _checked_value(key, value)
+    _validate(config)
+    return config
+
+
+def _checked_value(key: str, value):
+    """Type-checks one user setting against its default; ints are accepted for floats."""
+    if key == "ENV_NAME":
+        raise ValueError("ENV_NAME is the first argument of make_config, not an override.")
+    if key in HPARAM_DEFAULTS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r} ({type(value).__name__}).")
+        return float(value)
+    if key not in STATIC_DEFAULTS:
+        known = sorted(STATIC_DEFAULTS) + sorted(HPARAM_DEFAULTS)
+        close = difflib.get_close_matches(key, known, n=3)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(f"Unknown config key {key!r}.{hint} Allowed keys: {known}.")
+    expected = type(STATIC_DEFAULTS[key])
+    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        raise ValueError(
+            f"{key} must be of type {expected.__name__}, got {value!r} ({type(value).__name__})."
+        )
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ValueError(f"{key}={value!r} is not allowed; choose one of {_CHOICES[key]}.")
+    return value
+
+
+def _validate(c: dict) -> None:
+    def require(ok: bool, key: str, allowed: str):
+        if not ok:
+            raise ValueError(f"{key}={c[key]!r} is not allowed: {allowed}.")
+
+    for key in (
+        "NUM_ENVS",
+        "NUM_EVAL_ENVS",
+        "EVAL_INTERVAL",
+        "BATCH_SIZE",
+        "NUM_UPDATES",
+        "POLICY_FREQUENCY",
+        "NUM_STEPS",
+        "EPISODE_LENGTH",
+        "ACTION_REPEAT",
+    ):
+        require(c[key] >= 1, key, "it must be at least 1")
+    require(c["NUM_ATOMS"] >= 2, "NUM_ATOMS", "it must be at least 2")
+    for key in ("CRITIC_HIDDEN_DIM", "ACTOR_HIDDEN_DIM"):
+        require(c[key] >= 4 and c[key] % 4 == 0, key, "it must be a positive multiple of 4")
+    require(
+        c["BATCH_SIZE"] % c["NUM_ENVS"] == 0,
+        "BATCH_SIZE",
+        f"it must be a multiple of NUM_ENVS={c['NUM_ENVS']} (each env gives BATCH_SIZE // "
+        "NUM_ENVS samples)",
+    )
+    require(
+        c["TOTAL_TIMESTEPS"] >= c["EVAL_INTERVAL"]
+        and c["TOTAL_TIMESTEPS"] % c["EVAL_INTERVAL"] == 0,
+        "TOTAL_TIMESTEPS",
+        f"it counts iterations run in eval chunks, so it must be a positive multiple of "
+        f"EVAL_INTERVAL={c['EVAL_INTERVAL']}",
+    )
+    require(
+        c["NUM_STEPS"] - 1 <= c["LEARNING_STARTS"] < c["TOTAL_TIMESTEPS"],
+        "LEARNING_STARTS",
+        f"it must be at least NUM_STEPS-1={c['NUM_STEPS'] - 1} (so an n-step window is stored "
+        f"when learning starts) and below TOTAL_TIMESTEPS={c['TOTAL_TIMESTEPS']}",
+    )
+    require(
+        c["BUFFER_SIZE"] > c["NUM_STEPS"],
+        "BUFFER_SIZE",
+        f"it must exceed NUM_STEPS={c['NUM_STEPS']}",
+    )
+    _validate_hparams(c)
+
+
+def _validate_hparams(h: dict) -> None:
+    """Checks on traced settings; also used by sweep tools on every grid value."""
+
+    def require(ok: bool, key: str, allowed: str):
+        if not ok:
+            raise ValueError(f"{key}={h[key]!r} is not allowed: {allowed}.")
+
+    require(h["V_MIN"] < h["V_MAX"], "V_MIN", f"it must be below V_MAX={h['V_MAX']!r}")
+    require(0.0 <= h["STD_MIN"] <= h["STD_MAX"], "STD_MIN", f"need 0 <= STD_MIN <= STD_MAX={h['STD_MAX']!r}")
+    require(0.0 < h["GAMMA"] <= 1.0, "GAMMA", "it must lie in (0, 1]")
+    require(0.0 < h["TAU"] <= 1.0, "TAU", "it must lie in (0, 1]")
+    for key in ("CRITIC_LEARNING_RATE", "ACTOR_LEARNING_RATE", "CRITIC_LEARNING_RATE_END",
+                "ACTOR_LEARNING_RATE_END", "WEIGHT_DECAY", "POLICY_NOISE", "NOISE_CLIP",
+                "INIT_SCALE"):
+        require(h[key] >= 0.0, key, "it must be non-negative")
+
+
+def default_hparams(config: dict) -> dict:
+    """The config's traced settings as float32 scalars (the default `hparams` of `train`)."""
+    return {key: jnp.float32(config[key]) for key in HPARAM_DEFAULTS}
+
+
+# ==================================================================================================
+# NETWORKS
+# ==================================================================================================
+# PyTorch's default Linear init (uniform +-1/sqrt(fan_in) for weights and biases), which the
+# reference relies on; flax's defaults differ.
+_torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _torch_bias_init(fan_in: int):
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _mlp(x, widths, dtype):
+    for width in widths:
+        dense = nn.Dense(
+            width,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            kernel_init=_torch_kernel_init,
+            bias_init=_torch_bias_init(x.shape[-1]),
+        )
+        x = nn.relu(dense(x))
+    return x
+
+
+class Actor(nn.Module):
+    """obs -> 3 ReLU layers (h, h/2, h/4) -> tanh action in [-1, 1]."""
+
+    action_dim: int
+    hidden_dim: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, obs):
+        h = self.hidden_dim
+        x = _mlp(obs, (h, h // 2, h // 4), self.dtype)
+        # Unit-normal init; `init_actor` rescales it to N(0, INIT_SCALE) (a traced setting).
+        head = nn.Dense(
+            self.action_dim,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=nn.initializers.normal(1.0),
+            bias_init=nn.initializers.zeros,
+            name="head",
+        )
+        return jnp.tanh(head(x).astype(jnp.float32))
+
+
+class DistributionalCritic(nn.Module):
+    """(critic obs, action) -> logits over NUM_ATOMS returns. Twins are a leading param axis."""
+
+    num_atoms: int
+    hidden_dim: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, obs, action):
+        h = self.hidden_dim
+        x = _mlp(jnp.concatenate([obs, action], -1), (h, h // 2, h // 4), self.dtype)
+        logits = nn.Dense(
+            self.num_atoms,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=_torch_kernel_init,
+            bias_init=_torch_bias_init(h // 4),
+        )(x)
+        return logits.astype(jnp.float32)  # softmax and projection stay in float32
+
+
+# ==================================================================================================
+# OBSERVATION NORMALIZATION (reference EmpiricalNormalization, spec §6.1)
+# ==================================================================================================
+class Normalizer(NamedTuple):
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array  # float32: only the ratio batch/count matters, to ~1e-7 relative
+
+
+def normalizer_init(dim: int) -> Normalizer:
+    return Normalizer(jnp.zeros(dim), jnp.ones(dim), jnp.float32(0.0))
+
+
+def normalizer_update(norm: Normalizer, x: jax.Array) -> Normalizer:
+    """The reference's update, quirk included: the cross term uses the *updated* mean."""
+    x = x.reshape(-1, x.shape[-1])
+    n_batch = x.shape[0]
+    batch_mean, batch_var = x.mean(0), x.var(0)
+    count = norm.count + n_batch
+    mean = norm.mean + (batch_mean - norm.mean) * (n_batch / count)
+    delta = batch_mean - mean
+    m2 = norm.var * norm.count + batch_var * n_batch + delta**2 * (norm.count * n_batch / count)
+    return Normalizer(mean, m2 / count, count)
+
+
+def normalize(norm: Normalizer, x: jax.Array) -> jax.Array:
+    return (x - norm.mean) / (jnp.sqrt(norm.var) + 0.01)  # eps is added to the std
+
+
+# ==================================================================================================
+# REPLAY BUFFER
+# ==================================================================================================
+# One ring per environment, time-major: slot t of every env is written at iteration t % B. Each
+# observation is stored once: the next observation of slot t is the observation in slot t+1,
+# except where an episode timed out, whose true final observation lives in a small side ring
+# (`final_obs`, indexed by `final_index`). A time-out happens at most once per episode_iterations
+# steps, so that ring needs only ceil(B / episode_iterations) + 1 entries per env. Terminations
+# need no final observation: they never bootstrap.
+class ReplayBuffer(NamedTuple):
+    obs: jax.Array  # [B, N, obs_dim]
+    privileged: jax.Array  # [B, N, privileged_dim]
+    action: jax.Array  # [B, N, action_dim], unclipped, as the reference stores it
+    reward: jax.Array  # [B, N]
+    done: jax.Array  # [B, N] bool
+    truncated: jax.Array  # [B, N] bool
+    final_index: jax.Array  # [B, N] int32, row of final_obs for truncated slots
+    final_obs: jax.Array  # [F, N, obs_dim + privileged_dim]
+    num_truncations: jax.Array  # [N] int32
+    ptr: jax.Array  # iterations written so far
+
+
+class Batch(NamedTuple):
+    """n-step transitions, env-major, raw (unnormalized) observations."""
+
+    obs: jax.Array
+    privileged: jax.Array
+    action: jax.Array
+    reward: jax.Array  # n-step discounted reward sum
+    next_obs: jax.Array
+    next_privileged: jax.Array
+    discount: jax.Array  # gamma ** (rewards summed)
+    bootstrap: jax.Array  # 1.0 unless the window ended in a termination
+
+
+def final_ring_size(buffer_size: int, episode_iterations: int) -> int:
+    return math.ceil(buffer_size / episode_iterations) + 1
+
+
+def buffer_init(size, num_envs, obs_dim, privileged_dim, action_dim, episode_iterations):
+    final_size = final_ring_size(size, episode_iterations)
+    return ReplayBuffer(
+        obs=jnp.zeros((size, num_envs, obs_dim)),
+        privileged=jnp.zeros((size, num_envs, privileged_dim)),
+        action=jnp.zeros((size, num_envs, action_dim)),
+        reward=jnp.zeros((size, num_envs)),
+        done=jnp.zeros((size, num_envs), bool),
+        truncated=jnp.zeros((size, num_envs), bool),
+        final_index=jnp.zeros((size, num_envs), jnp.int32),
+        final_obs=jnp.zeros((final_size, num_envs, obs_dim + privileged_dim)),
+        num_truncations=jnp.zeros(num_envs, jnp.int32),
+        ptr=jnp.int32(0),
+    )
+
+
+def buffer_add(buf: ReplayBuffer, obs, privileged, action, step: envs.StepOutput) -> ReplayBuffer:
+    """Writes one iteration (all envs) at slot ptr % B."""
+    slot = buf.ptr % buf.obs.shape[0]
+    envs_idx = jnp.arange(buf.obs.shape[1])
+    final_row = buf.num_truncations % buf.final_obs.shape[0]
+    final = jnp.concatenate([step.final_obs, step.final_privileged], -1)
+    kept = buf.final_obs[final_row, envs_idx]
+    return buf._replace(
+        obs=buf.obs.at[slot].set(obs),
+        privileged=buf.privileged.at[slot].set(privileged),
+        action=buf.action.at[slot].set(action),
+        reward=buf.reward.at[slot].set(step.reward),
+        done=buf.done.at[slot].set(step.done),
+        truncated=buf.truncated.at[slot].set(step.truncated),
+        final_index=buf.final_index.at[slot].set(final_row),
+        final_obs=buf.final_obs.at[final_row, envs_idx].set(
+            jnp.where(step.truncated[:, None], final, kept)
+        ),
+        num_truncations=buf.num_truncations + step.truncated,
+        ptr=buf.ptr + 1,
+    )
+
+
+def nstep_return(rewards, dones, gamma):
+    """n-step return over windows [..., n] that stop at the first done (spec §5).
+
+    Returns (discounted reward sum, gamma ** number of rewards summed, index of the window's
+    last transition). A window ends at its first done; truncations imply dones here.
+    """
+    n = rewards.shape[-1]
+    alive_before = jnp.cumprod(1.0 - dones, -1)
+    mask = jnp.concatenate([jnp.ones_like(alive_before[..., :1]), alive_before[..., :-1]], -1)
+    powers = gamma ** jnp.arange(n, dtype=jnp.float32)
+    reward = (rewards * mask * powers).sum(-1)
+    summed = mask.sum(-1)
+    last = jnp.where(dones.any(-1), jnp.argmax(dones, -1), n - 1)
+    return reward, gamma**summed, last
+
+
+def buffer_sample(buf: ReplayBuffer, key, per_env: int, n_steps: int, gamma) -> Batch:
+    """`per_env` n-step windows from every env, uniform with replacement over valid starts.
+
+    A window is valid when its next observation is stored, so windows never cross the write
+    pointer: starts run over the oldest `size - n_steps` slots.
+    """
+    capacity, num_envs = buf.obs.shape[:2]
+    size = jnp.minimum(buf.ptr, capacity)
+    oldest = (buf.ptr - size) % capacity
+    offsets = jax.random.randint(key, (num_envs, per_env), 0, size - n_steps)
+    start = (oldest + offsets) % capacity
+    envs_idx = jnp.arange(num_envs)[:, None]
+    window = (start[..., None] + jnp.arange(n_steps)) % capacity  # [N, S, n]
+    reward, discount, last = nstep_return(
+        buf.reward[window, envs_idx[..., None]],
+        buf.done[window, envs_idx[..., None]].astype(jnp.float32),
+        gamma,
+    )
+    end = (start + last) % capacity
+    done_end, trunc_end = buf.done[end, envs_idx], buf.truncated[end, envs_idx]
+    stored_next = (end + 1) % capacity
+    final = buf.final_obs[buf.final_index[end, envs_idx], envs_idx]
+    obs_dim = buf.obs.shape[-1]
+    next_obs = jnp.where(trunc_end[..., None], final[..., :obs_dim], buf.obs[stored_next, envs_idx])
+    next_privileged = jnp.where(
+        trunc_end[..., None], final[..., obs_dim:], buf.privileged[stored_next, envs_idx]
+    )
+    flat = lambda x: x.reshape(num_envs * per_env, *x.shape[2:])  # noqa: E731
+    return Batch(
+        obs=flat(buf.obs[start, envs_idx]),
+        privileged=flat(buf.privileged[start, envs_idx]),
+        action=flat(buf.action[start, envs_idx]),
+        reward=flat(reward),
+        next_obs=flat(next_obs),
+        next_privileged=flat(next_privileged),
+        discount=flat(discount),
+        bootstrap=flat((trunc_end | ~done_end).astype(jnp.float32)),
+    )
+
+
+# ==================================================================================================
+# C51 PROJECTION (spec §3.2, HEAD semantics with the #30 fix)
+# ==================================================================================================
+def categorical_projection(probs, reward, bootstrap, discount, v_min, v_max):
+    """Projects r + bootstrap * discount * z onto the support z = linspace(v_min, v_max, N).
+
+    probs: [B, N] target probabilities. Each atom's mass goes to its two neighbours with the
+    triangular kernel max(0, 1 - |b - i|), which is what the fixed reference computes.
+    """
+    num_atoms = probs.shape[-1]
+    support = jnp.linspace(v_min, v_max, num_atoms)
+    delta = (v_max - v_min) / (num_atoms - 1)
+    target = reward[:, None] + (bootstrap * discount)[:, None] * support
+    b = (jnp.clip(target, v_min, v_max) - v_min) / delta
+    lower = jnp.clip(jnp.floor(b), 0, num_atoms - 2)
+    upper_weight = b - lower  # in [0, 1]; an exact atom gives all its mass to `lower`
+    lower = lower.astype(jnp.int32)
+
+    def scatter(p, low, w):
+        m = jnp.zeros(num_atoms, p.dtype).at[low].add(p * (1.0 - w))
+        return m.at[low + 1].add(p * w)
+
+    return jax.vmap(scatter)(probs, lower, upper_weight)
+
+
+# ==================================================================================================
+# TRAIN
+# ==================================================================================================
+class TrainState(NamedTuple):
+    """Everything learned; returned as `runner_state`."""
+
+    actor_params: Any
+    critic_params: Any  # twin critics stacked on a leading axis of size 2
+    target_critic_params: Any
+    actor_opt_state: Any
+    critic_opt_state: Any
+    obs_norm: Normalizer
+    critic_norm: Normalizer  # full critic input (obs + privileged); unused if symmetric
+
+
+class Runner(NamedTuple):
+    """The scan carry of the training loop."""
+
+    train_state: TrainState
+    env_state: envs.EnvState  # batched over NUM_ENVS
+    buffer: ReplayBuffer
+    noise_scale: jax.Array  # [NUM_ENVS] exploration std, one per env
+    episode_return: jax.Array  # [NUM_ENVS] return of the running episodes
+    rng: jax.Array
+
+
+class IterationStats(NamedTuple):
+    """Scalars one iteration adds to its chunk's metrics."""
+
+    finished_return: jax.Array  # sum of returns of episodes that ended
+    finished_episodes: jax.Array
+    critic_loss: jax.Array  # sums over the iteration's updates
+    q_mean: jax.Array
+    critic_updates: jax.Array
+    actor_loss: jax.Array
+    actor_updates: jax.Array
+
+
+def make_train(config: dict):
+    """Returns `train(rng, hparams=None)`, a pure function to `jax.jit` and `jax.vmap`."""
+    config = dict(config)  # our own copy: later edits by the caller change nothing here
+    env = envs.make_env(config)
+    num_envs = config["NUM_ENVS"]
+    num_updates = config["NUM_UPDATES"]
+    policy_frequency = config["POLICY_FREQUENCY"]
+    n_steps = config["NUM_STEPS"]
+    per_env = config["BATCH_SIZE"] // num_envs
+    eval_interval = config["EVAL_INTERVAL"]
+    num_evals = config["TOTAL_TIMESTEPS"] // eval_interval
+    use_cdq = config["USE_CDQ"]
+    obs_normalization = config["OBS_NORMALIZATION"]
+    asymmetric = env.privileged_dim > 0
+    dtype = jnp.dtype(config["COMPUTE_DTYPE"])
+
+    actor = Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], dtype)
+    critic = DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], dtype)
+    twin_critic = jax.vmap(critic.apply, in_axes=(0, None, None))  # -> [2, B, atoms]
+    progress = _Progress(config) if config["PROGRESS"] else None
+
+    def observe(norm: Normalizer, x):
+        """Update-then-normalize, as every reference normalizer call in training does."""
+        if not obs_normalization:
+            return norm, x
+        norm = normalizer_update(norm, x)
+        return norm, normalize(norm, x)
+
+    def frozen(norm: Normalizer, x):
+        return normalize(norm, x) if obs_normalization else x
+
+    def train(rng, hparams=None):
+        hp = _resolve_hparams(config, hparams)
+        support = jnp.linspace(hp["V_MIN"], hp["V_MAX"], config["NUM_ATOMS"])
+
+        def cosine_lr(start, end, iteration):
+            """The reference's per-iteration CosineAnnealingLR."""
+            progress_frac = iteration / config["TOTAL_TIMESTEPS"]
+            return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress_frac))
+
+        def adamw():
+            return optax.inject_hyperparams(optax.adamw)(
+                learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=hp["WEIGHT_DECAY"]
+            )
+
+        def apply_adamw(params, opt_state, grads, lr):
+            opt_state = opt_state._replace(
+                hyperparams={**opt_state.hyperparams, "learning_rate": lr}
+            )
+            updates, opt_state = adamw().update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        # ---------------------------------------------------------------------------- INIT
+        rng, k_actor, k_critic, k_env, k_noise, k_eval = jax.random.split(rng, 6)
+        obs_dummy = jnp.zeros((1, env.obs_dim))
+        critic_dummy = jnp.zeros((1, env.obs_dim + env.privileged_dim))
+        act_dummy = jnp.zeros((1, env.action_dim))
+        actor_params = actor.init(k_actor, obs_dummy)
+        actor_params = jax.tree_util.tree_map_with_path(  # head weights ~ N(0, INIT_SCALE)
+            lambda path, x: x * hp["INIT_SCALE"] if _is_head_kernel(path) else x, actor_params
+        )
+        critic_params = jax.vmap(critic.init, in_axes=(0, None, None))(
+            jax.random.split(k_critic, 2), critic_dummy, act_dummy
+        )
+        train_state = TrainState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=critic_params,
+            actor_opt_state=adamw().init(actor_params),
+            critic_opt_state=adamw().init(critic_params),
+            obs_norm=normalizer_init(env.obs_dim),
+            critic_norm=normalizer_init(env.obs_dim + env.privileged_dim),
+        )
+        runner = Runner(
+            train_state=train_state,
+            env_state=jax.vmap(env.reset)(jax.random.split(k_env, num_envs)),
+            buffer=buffer_init(
+                config["BUFFER_SIZE"],
+                num_envs,
+                env.obs_dim,
+                env.privileged_dim,
+                env.action_dim,
+                env.episode_iterations,
+            ),
+            noise_scale=jax.random.uniform(k_noise, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"]),
+            episode_return=jnp.zeros(num_envs),
+            rng=rng,
+        )
+
+        # ---------------------------------------------------------------------------- UPDATES
+        def critic_inputs(ts: TrainState, batch: Batch):
+            """Normalizes a batch in the reference's order; every call updates the stats."""
+            obs_norm, obs = observe(ts.obs_norm, batch.obs)
+            obs_norm, next_obs = observe(obs_norm, batch.next_obs)
+            critic_norm = ts.critic_norm
+            if asymmetric:
+                critic_norm, critic_obs = observe(
+                    critic_norm, jnp.concatenate([batch.obs, batch.privileged], -1)
+                )
+                critic_norm, next_critic_obs = observe(
+                    critic_norm, jnp.concatenate([batch.next_obs, batch.next_privileged], -1)
+                )
+            else:  # the critic reads the actor-normalized observation
+                critic_obs, next_critic_obs = obs, next_obs
+            ts = ts._replace(obs_norm=obs_norm, critic_norm=critic_norm)
+            return ts, (obs, next_obs, critic_obs, next_critic_obs)
+
+        def update_critic(ts: TrainState, batch: Batch, inputs, key, lr):
+            _, next_obs, critic_obs, next_critic_obs = inputs
+            smoothing = jnp.clip(
+                jax.random.normal(key, batch.action.shape) * hp["POLICY_NOISE"],
+                -hp["NOISE_CLIP"],
+                hp["NOISE_CLIP"],
+            )
+            # No target actor: the online actor proposes the next action (spec §3.1).
+            next_action = jnp.clip(actor.apply(ts.actor_params, next_obs) + smoothing, -1.0, 1.0)
+            target_probs = jax.nn.softmax(
+                twin_critic(ts.target_critic_params, next_critic_obs, next_action)
+            )
+            project = lambda p: categorical_projection(  # noqa: E731
+                p, batch.reward, batch.bootstrap, batch.discount, hp["V_MIN"], hp["V_MAX"]
+            )
+            targets = jax.vmap(project)(target_probs)  # [2, B, atoms]
+            if use_cdq:  # both critics learn the projected distribution with the lower mean
+                values = targets @ support
+                lower = jnp.where(values[0] < values[1], 1.0, 0.0)[:, None]
+                chosen = lower * targets[0] + (1.0 - lower) * targets[1]
+                targets = jnp.stack([chosen, chosen])
+
+            def loss_fn(critic_params):
+                logits = twin_critic(critic_params, critic_obs, batch.action)
+                cross_entropy = -(targets * jax.nn.log_softmax(logits)).sum(-1).mean(-1)
+                q_mean = (jax.nn.softmax(logits) @ support).mean()
+                return cross_entropy.sum(), q_mean
+
+            (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.critic_params)
+            params, opt_state = apply_adamw(ts.critic_params, ts.critic_opt_state, grads, lr)
+            return ts._replace(critic_params=params, critic_opt_state=opt_state), loss, q_mean
+
+        def update_actor(ts: TrainState, inputs, lr):
+            obs, _, critic_obs, _ = inputs
+
+            def loss_fn(actor_params):
+                action = actor.apply(actor_params, obs)
+                q = jax.nn.softmax(twin_critic(ts.critic_params, critic_obs, action)) @ support
+                q = q.min(0) if use_cdq else q.mean(0)
+                return -q.mean()
+
+            loss, grads = jax.value_and_grad(loss_fn)(ts.actor_params)
+            params, opt_state = apply_adamw(ts.actor_params, ts.actor_opt_state, grads, lr)
+            return ts._replace(actor_params=params, actor_opt_state=opt_state), loss
+
+        def learn(ts: TrainState, buffer: ReplayBuffer, key, iteration):
+            """NUM_UPDATES critic updates with Polyak targets and the delayed actor."""
+            critic_lr = cosine_lr(hp["CRITIC_LEARNING_RATE"], hp["CRITIC_LEARNING_RATE_END"], iteration)
+            actor_lr = cosine_lr(hp["ACTOR_LEARNING_RATE"], hp["ACTOR_LEARNING_RATE_END"], iteration)
+            key_sample, key_smooth = jax.random.split(key)
+            # Sample once for all updates, then split: the buffer does not change in between.
+            batches = buffer_sample(buffer, key_sample, num_updates * per_env, n_steps, hp["GAMMA"])
+            batches = jax.tree.map(
+                lambda x: x.reshape(num_envs, num_updates, per_env, *x.shape[1:])
+                .swapaxes(0, 1)
+                .reshape(num_updates, num_envs * per_env, *x.shape[1:]),
+                batches,
+            )
+            zero = jnp.float32(0.0)
+            critic_loss = q_mean = actor_loss = actor_updates = zero
+            for i, key_i in enumerate(jax.random.split(key_smooth, num_updates)):
+                batch = jax.tree.map(lambda x: x[i], batches)
+                ts, inputs = critic_inputs(ts, batch)
+                ts, loss, q = update_critic(ts, batch, inputs, key_i, critic_lr)
+                critic_loss, q_mean = critic_loss + loss, q_mean + q
+                if num_updates > 1:  # the reference's cadence: inner index i % freq == 1
+                    if i % policy_frequency == 1:
+                        ts, loss = update_actor(ts, inputs, actor_lr)
+                        actor_loss, actor_updates = actor_loss + loss, actor_updates + 1.0
+                else:  # one update per iteration: the actor follows the iteration index.
+                    # The predicate depends only on the step counter, never on vmapped data,
+                    # so it stays a real branch under vmap.
+                    ts, loss, did = jax.lax.cond(
+                        iteration % policy_frequency == 0,
+                        lambda s: (*update_actor(s, inputs, actor_lr), jnp.float32(1.0)),
+                        lambda s: (s, zero, zero),
+                        ts,
+                    )
+                    actor_loss, actor_updates = actor_loss + loss, actor_updates + did
+                ts = ts._replace(
+                    target_critic_params=optax.incremental_update(
+                        ts.critic_params, ts.target_critic_params, hp["TAU"]
+                    )
+                )
+            return ts, (critic_loss, q_mean, jnp.float32(num_updates), actor_loss, actor_updates)
+
+        def skip_learning(ts, buffer, key, iteration):
+            zero = jnp.float32(0.0)
+            return ts, (zero, zero, zero, zero, zero)
+
+        # ---------------------------------------------------------------------------- ITERATION
+        def iteration_step(runner: Runner, iteration):
+            """Act, step every env, store, and (after LEARNING_STARTS) update."""
+            ts = runner.train_state
+            rng, k_act, k_step, k_scale, k_learn = jax.random.split(runner.rng, 5)
+            obs_norm, obs = observe(ts.obs_norm, runner.env_state.obs)
+            ts = ts._replace(obs_norm=obs_norm)
+            policy_action = actor.apply(ts.actor_params, obs)
+            # Exploration noise is not clipped here; the env clips, the buffer keeps it raw.
+            action = policy_action + jax.random.normal(k_act, policy_action.shape) * runner.noise_scale[:, None]
+            env_state, step = jax.vmap(env.step)(
+                runner.env_state, action, jax.random.split(k_step, num_envs)
+            )
+            buffer = buffer_add(
+                runner.buffer, runner.env_state.obs, runner.env_state.privileged, action, step
+            )
+            fresh_scale = jax.random.uniform(k_scale, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"])
+            noise_scale = jnp.where(step.done, fresh_scale, runner.noise_scale)
+            episode_return = runner.episode_return + step.reward
+
+            # Warm-up gate: the predicate is the (unbatched) iteration index, so under vmap
+            # this stays a real branch and warm-up iterations do no gradient work.
+            ts, (critic_loss, q_mean, critic_updates, actor_loss, actor_updates) = jax.lax.cond(
+                iteration > config["LEARNING_STARTS"], learn, skip_learning, ts, buffer, k_learn, iteration
+            )
+            stats = IterationStats(
+                finished_return=jnp.where(step.done, episode_return, 0.0).sum(),
+                finished_episodes=step.done.sum().astype(jnp.float32),
+                critic_loss=critic_loss,
+                q_mean=q_mean,
+                critic_updates=critic_updates,
+                actor_loss=actor_loss,
+                actor_updates=actor_updates,
+            )
+            runner = Runner(
+                train_state=ts,
+                env_state=env_state,
+                buffer=buffer,
+                noise_scale=noise_scale,
+                episode_return=jnp.where(step.done, 0.0, episode_return),
+                rng=rng,
+            )
+            return runner, stats
+
+        # ---------------------------------------------------------------------------- EVALUATE
+        eval_states = jax.vmap(env.reset)(jax.random.split(k_eval, config["NUM_EVAL_ENVS"]))
+
+        def evaluate(ts: TrainState):
+            """Mean return of one deterministic episode per eval env, normalizer frozen.
+
+            Every evaluation starts from the same initial states (as the reference's) and
+            stops when all episodes have ended or the time limit is reached.
+            """
+
+            def still_running(carry):
+                t, _, _, alive = carry
+                return (t < env.episode_iterations) & alive.any()
+
+            def eval_step(carry):
+                t, states, returns, alive = carry
+                action = actor.apply(ts.actor_params, frozen(ts.obs_norm, states.obs))
+                states, reward, done = jax.vmap(env.eval_step)(states, action)
+                return t + 1, states, returns + reward * alive, alive & ~done
+
+            num = config["NUM_EVAL_ENVS"]
+            init = (jnp.int32(0), eval_states, jnp.zeros(num), jnp.ones(num, bool))
+            _, _, returns, _ = jax.lax.while_loop(still_running, eval_step, init)
+            return returns.mean()
+
+        # ---------------------------------------------------------------------------- TRAIN LOOP
+        def eval_chunk(runner: Runner, chunk):
+            iterations = chunk * eval_interval + jnp.arange(eval_interval)
+            runner, stats = jax.lax.scan(iteration_step, runner, iterations)
+            stats = jax.tree.map(jnp.sum, stats)
+            metrics = {
+                "env_steps": (chunk + 1) * eval_interval * num_envs,
+                "eval_return": evaluate(runner.train_state),
+                "train_return": stats.finished_return / jnp.where(
+                    stats.finished_episodes > 0, stats.finished_episodes, jnp.nan
+                ),
+                "critic_loss": stats.critic_loss / stats.critic_updates,
+                "actor_loss": stats.actor_loss / stats.actor_updates,
+                "q_mean": stats.q_mean / stats.critic_updates,
+            }
+            if progress is not None:
+                jax.debug.callback(progress, chunk)
+            return runner, metrics
+
+        runner, metrics = jax.lax.scan(eval_chunk, runner, jnp.arange(num_evals))
+        return {"metrics": metrics, "runner_state": runner.train_state}
+
+    return train
+
+
+def _is_head_kernel(path) -> bool:
+    names = [getattr(entry, "key", None) for entry in path]
+    return names[-2:] == ["head", "kernel"]
+
+
+def _resolve_hparams(config: dict, hparams) -> dict:
+    """The config's traced settings, overridden by any the caller passes (scalars or tracers)."""
+    hp = {key: jnp.float32(config[key]) for key in HPARAM_DEFAULTS}
+    if hparams is None:
+        return hp
+    unknown = set(hparams) - set(HPARAM_DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"Unknown hparams {sorted(unknown)}; traced settings are {sorted(HPARAM_DEFAULTS)}."
+        )
+    hp.update({key: jnp.asarray(value, jnp.float32) for key, value in hparams.items()})
+    return hp
+
+
+class _Progress:
+    """Host-side progress line, called once per eval chunk with the (unbatched) chunk index."""
+
+    def __init__(self, config: dict):
+        self.name = config["ENV_NAME"]
+        self.num_chunks = config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"]
+        self.steps_per_chunk = config["EVAL_INTERVAL"] * config["NUM_ENVS"]
+        self.times: list[float] = []
+
+    def __call__(self, chunk) -> None:
+        chunk = int(chunk)
+        now = time.perf_counter()
+        if chunk == 0:
+            self.times = []
+        self.times.append(now)
+        done = chunk + 1
+        line = f"[{self.name}] eval {done}/{self.num_chunks}  env steps/agent {done * self.steps_per_chunk:,}"
+        if len(self.times) > 1:
+            per_chunk = (self.times[-1] - self.times[0]) / (len(self.times) - 1)
+            line += f"  {per_chunk:.2f} s/chunk  ETA {per_chunk * (self.num_chunks - done):.0f} s"
+        print(line, flush=True)
+
+
+# ==================================================================================================
+# MAIN: several Pendulum-v1 seeds at once on CPU
+# ==================================================================================================
+def main() -> None:
+    import argparse
+
+    import numpy as np
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="Pendulum-v1", help="task name")
+    parser.add_argument("--seeds", type=int, default=8, help="agents trained at once (vmapped)")
+    parser.add_argument("--seed", type=int, default=0, help="master PRNG seed")
+    args = parser.parse_args()
+
+    config = make_config(args.env)
+    train = jax.jit(jax.vmap(make_train(config)))
+    rngs = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
+    print(f"{args.env}: {args.seeds} agents x {config['NUM_ENVS']} envs on {jax.devices()[0]}")
+
+    start = time.perf_counter()
+    compiled = train.lower(rngs).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(rngs))
+    run_s = time.perf_counter() - start
+
+    metrics = jax.tree.map(np.asarray, out["metrics"])
+    print("\nenv steps/agent  eval return per seed")
+    for i, steps in enumerate(metrics["env_steps"][0]):
+        returns = "  ".join(f"{r:8.1f}" for r in metrics["eval_return"][:, i])
+        print(f"{steps:>15,}  {returns}")
+    final = metrics["eval_return"][:, -1]
+    print(f"\nfinal eval return: mean {final.mean():.1f}, min {final.min():.1f}, max {final.max():.1f}")
+    print(f"compile {compile_s:.1f} s, run {run_s:.1f} s ({args.seeds} agents)")
+
+
+if __name__ == "__main__":
+    main()
