@@ -110,17 +110,18 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
         "STD_MIN": 0.1,
         "POLICY_NOISE": 0.1,
     },
-    # gymnax: small networks and batches that learn in about a minute on two CPU cores.
+    # gymnax: small networks and batches; 8 seeds pass a mean eval return of -200 in about
+    # 800 iterations (bench/results/pendulum_cpu.json).
     "Pendulum-v1": {
         "NUM_ENVS": 16,
         "NUM_EVAL_ENVS": 16,
-        "TOTAL_TIMESTEPS": 3_000,
-        "EVAL_INTERVAL": 250,
+        "TOTAL_TIMESTEPS": 2_000,
+        "EVAL_INTERVAL": 100,
         "BUFFER_SIZE": 4_000,
-        "BATCH_SIZE": 256,
+        "BATCH_SIZE": 128,
         "NUM_STEPS": 3,
-        "CRITIC_HIDDEN_DIM": 256,
-        "ACTOR_HIDDEN_DIM": 128,
+        "CRITIC_HIDDEN_DIM": 128,
+        "ACTOR_HIDDEN_DIM": 64,
         "GAMMA": 0.99,
         "V_MIN": -1_000.0,
         "V_MAX": 0.0,

@@ -1,0 +1,138 @@
+"""Our auto-reset keeps the true final observation and flags truncation from the step counter,
+checked against the raw back-end envs stepped independently, without any reset."""
+
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+import purejax_fasttd3 as ft
+
+EPISODE = 5
+STEPS = 12  # crosses two time-outs (after steps 5 and 10)
+NUM_ENVS = 2
+
+
+_KEYS = jax.random.split(jax.random.PRNGKey(1), (STEPS + 1) * NUM_ENVS).reshape(STEPS + 1, NUM_ENVS, 2)
+_compiled = {}
+
+
+def _rollout(env, action):
+    """Steps NUM_ENVS envs STEPS times with a constant action and known keys for every step."""
+
+    def rollout(action):
+        def body(state, step_keys):
+            actions = jnp.broadcast_to(action, (NUM_ENVS, env.action_dim))
+            next_state, out = jax.vmap(env.step)(state, actions, step_keys)
+            return next_state, (out, next_state.obs, next_state.steps)
+
+        return jax.lax.scan(body, jax.vmap(env.reset)(_KEYS[0]), _KEYS[1:])[1]
+
+    if env.name not in _compiled:  # one compilation per task
+        _compiled[env.name] = jax.jit(rollout)
+    return _KEYS, jax.tree.map(np.asarray, _compiled[env.name](jnp.float32(action)))
+
+
+def _check_time_limit(out, obs, steps, raw_obs_at, reset_obs_for):
+    """Shared assertions: dones at 5 and 10 steps, truncation, true final obs, fresh reset."""
+    expected_done = np.zeros((STEPS, NUM_ENVS), bool)
+    expected_done[[EPISODE - 1, 2 * EPISODE - 1]] = True
+    np.testing.assert_array_equal(out.done, expected_done)
+    np.testing.assert_array_equal(out.truncated, expected_done)  # these tasks never terminate
+    # The step counter restarts after every done.
+    np.testing.assert_array_equal(steps[:, 0], [1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2])
+    # Final obs at the time-out is what the raw env reaches after 5 steps with no reset...
+    np.testing.assert_allclose(out.final_obs[EPISODE - 1], raw_obs_at(EPISODE), rtol=1e-5, atol=1e-5)
+    # ...while the returned obs is a fresh reset with the key of that step.
+    np.testing.assert_allclose(obs[EPISODE - 1], reset_obs_for(EPISODE - 1), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(obs[EPISODE - 1], out.final_obs[EPISODE - 1])
+    # Away from dones the final obs is simply the next obs.
+    not_done = ~out.done[:, 0]
+    np.testing.assert_array_equal(out.final_obs[not_done], obs[not_done])
+
+
+def test_gymnax_auto_reset_keeps_final_obs():
+    config = ft.make_config("Pendulum-v1", EPISODE_LENGTH=EPISODE)
+    env = envs.make_env(config)
+    keys, (out, obs, steps) = _rollout(env, 0.5)
+
+    import gymnax
+
+    raw, params = gymnax.make("Pendulum-v1")
+
+    def raw_obs_at(n):
+        obs_list = []
+        for e in range(NUM_ENVS):
+            o, s = raw.reset_env(keys[0, e], params)
+            for _ in range(n):  # action 0.5 in [-1, 1] is a torque of 1.0 in [-2, 2]
+                o, s, *_ = raw.step_env(jax.random.PRNGKey(0), s, jnp.array([1.0]), params)
+            obs_list.append(np.asarray(o))
+        return np.stack(obs_list)
+
+    def reset_obs_for(t):
+        # envs' gymnax step splits its key into (step, reset) keys.
+        return np.stack([np.asarray(raw.reset_env(jax.random.split(keys[t + 1, e])[1], params)[0]) for e in range(NUM_ENVS)])
+
+    _check_time_limit(out, obs, steps, raw_obs_at, reset_obs_for)
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    config = ft.make_config("CartpoleBalance", EPISODE_LENGTH=EPISODE)
+    return envs.make_env(config)
+
+
+@pytest.mark.slow
+def test_playground_auto_reset_keeps_final_obs(cartpole):
+    """CartpoleBalance (impl='jax') with 5-step episodes through our wrapper."""
+    from mujoco_playground import registry
+
+    task = registry.load("CartpoleBalance", config_overrides={"impl": "jax"})
+    keys, (out, obs, steps) = _rollout(cartpole, 0.3)
+
+    def raw_obs_at(n):
+        def run(key):
+            state = task.reset(key)
+            for _ in range(n):
+                state = task.step(state, jnp.array([0.3]))
+            return state.obs
+
+        return np.asarray(jax.jit(jax.vmap(run))(keys[0]))
+
+    def reset_obs_for(t):
+        return np.asarray(jax.jit(jax.vmap(lambda k: task.reset(k).obs))(keys[t + 1]))
+
+    _check_time_limit(out, obs, steps, raw_obs_at, reset_obs_for)
+    assert cartpole.privileged_dim == 0 and cartpole.episode_iterations == EPISODE
+    # Actions outside [-1, 1] are clipped before reaching the simulator.
+    _, (clipped, _, _) = _rollout(cartpole, 7.0)
+    _, (unit, _, _) = _rollout(cartpole, 1.0)
+    np.testing.assert_allclose(clipped.final_obs, unit.final_obs)
+
+
+def _menagerie_path():
+    if os.environ.get("MENAGERIE_PATH"):
+        return os.environ["MENAGERIE_PATH"]
+    shared = pathlib.Path(__file__).resolve().parents[2] / "shared" / "menagerie"
+    return str(shared) if (shared / "booster_t1").exists() else None
+
+
+@pytest.mark.slow
+def test_t1_loads_offline_with_asymmetric_observations(monkeypatch):
+    """T1 loads from MENAGERIE_PATH; privileged_state starts with state (the split we rely on)."""
+    path = _menagerie_path()
+    if path is None:
+        pytest.skip("no MENAGERIE_PATH and no ../shared/menagerie with booster_t1")
+    monkeypatch.setenv("MENAGERIE_PATH", path)
+    config = ft.make_config("T1JoystickFlatTerrain")
+    env = envs.make_env(config)
+    assert (env.obs_dim, env.privileged_dim, env.action_dim) == (85, 95, 23)
+    from mujoco_playground import registry
+
+    task = registry.load("T1JoystickFlatTerrain", config_overrides={"impl": "jax"})
+    obs = jax.jit(task.reset)(jax.random.PRNGKey(0)).obs
+    np.testing.assert_array_equal(np.asarray(obs["privileged_state"][:85]), np.asarray(obs["state"]))

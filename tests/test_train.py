@@ -1,0 +1,191 @@
+"""End-to-end behaviour of `make_train`: shapes, bookkeeping against the reference cadence,
+determinism, and vmapped runs equal to single runs. Compiled functions are shared per module."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+import purejax_fasttd3 as ft
+
+# Small enough to compile in seconds; exercises warm-up, n-step windows, buffer wrap-around
+# (BUFFER_SIZE < iterations) and several eval chunks.
+SMALL = dict(
+    NUM_ENVS=4,
+    NUM_EVAL_ENVS=3,
+    TOTAL_TIMESTEPS=120,
+    EVAL_INTERVAL=40,
+    LEARNING_STARTS=10,
+    BUFFER_SIZE=50,
+    BATCH_SIZE=32,
+    NUM_UPDATES=2,
+    NUM_STEPS=3,
+    CRITIC_HIDDEN_DIM=32,
+    ACTOR_HIDDEN_DIM=16,
+    NUM_ATOMS=11,
+    EPISODE_LENGTH=30,
+    PROGRESS=False,
+)
+
+
+def _np(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return ft.make_config("Pendulum-v1", **SMALL)
+
+
+@pytest.fixture(scope="module")
+def train(config):
+    """One compiled function f(rng, hparams) serves every single-agent run."""
+    return jax.jit(ft.make_train(config))
+
+
+@pytest.fixture(scope="module")
+def single_runs(train, config):
+    hp = ft.default_hparams(config)
+    rngs = jax.random.split(jax.random.PRNGKey(7), 2)
+    runs = [_np(train(rng, hp)) for rng in rngs]
+    again = _np(train(rngs[0], hp))
+    return rngs, runs, again
+
+
+def test_metric_shapes_and_env_steps(single_runs, config):
+    _, runs, _ = single_runs
+    metrics = runs[0]["metrics"]
+    num_evals = config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"]
+    assert set(metrics) == {"env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean"}
+    for value in metrics.values():
+        assert value.shape == (num_evals,)
+    expected = np.arange(1, num_evals + 1) * config["EVAL_INTERVAL"] * config["NUM_ENVS"]
+    np.testing.assert_array_equal(metrics["env_steps"], expected)
+    # Pendulum returns are negative; 30-step episodes finish in every 40-iteration chunk.
+    assert np.all(metrics["eval_return"] < 0) and np.all(np.isfinite(metrics["train_return"]))
+    for key in ("critic_loss", "actor_loss", "q_mean"):
+        assert np.all(np.isfinite(metrics[key])), key
+
+
+def test_deterministic_and_seeds_differ(single_runs):
+    _, runs, again = single_runs
+    jax.tree.map(np.testing.assert_array_equal, runs[0], again)
+    assert not np.allclose(runs[0]["metrics"]["eval_return"], runs[1]["metrics"]["eval_return"])
+
+
+def test_update_counts_follow_reference_cadence(single_runs, config):
+    """Warm-up does no updates; then NUM_UPDATES critic and actor at i % freq == 1 (spec §7.1)."""
+    _, runs, _ = single_runs
+    state = runs[0]["runner_state"]
+    learning_iterations = config["TOTAL_TIMESTEPS"] - config["LEARNING_STARTS"] - 1
+    actor_per_iteration = sum(
+        i % config["POLICY_FREQUENCY"] == 1 for i in range(config["NUM_UPDATES"])
+    )
+    assert int(state.critic_opt_state.count) == learning_iterations * config["NUM_UPDATES"]
+    assert int(state.actor_opt_state.count) == learning_iterations * actor_per_iteration
+
+
+def test_normalizer_sees_rollout_and_every_batch(single_runs, config):
+    """Reference bookkeeping: rollout obs every iteration, obs + next obs of each batch."""
+    _, runs, _ = single_runs
+    state = runs[0]["runner_state"]
+    learning_iterations = config["TOTAL_TIMESTEPS"] - config["LEARNING_STARTS"] - 1
+    expected = (
+        config["TOTAL_TIMESTEPS"] * config["NUM_ENVS"]
+        + learning_iterations * config["NUM_UPDATES"] * 2 * config["BATCH_SIZE"]
+    )
+    assert float(state.obs_norm.count) == expected
+    assert float(state.critic_norm.count) == 0.0  # symmetric task: critic reads actor stats
+
+
+def test_cosine_schedule_reaches_end_value(config):
+    """The LR anneals per iteration from the start to the end value (CosineAnnealingLR)."""
+    cfg = dict(config, CRITIC_LEARNING_RATE=1e-3, CRITIC_LEARNING_RATE_END=1e-4)
+    train = jax.jit(ft.make_train(cfg))
+    state = train(jax.random.PRNGKey(0), ft.default_hparams(cfg))["runner_state"]
+    last = cfg["TOTAL_TIMESTEPS"] - 1
+    expected = 1e-4 + (1e-3 - 1e-4) * 0.5 * (1 + math.cos(math.pi * last / cfg["TOTAL_TIMESTEPS"]))
+    np.testing.assert_allclose(float(state.critic_opt_state.hyperparams["learning_rate"]), expected, rtol=1e-5)
+
+
+def test_vmap_over_seeds_matches_single_runs(single_runs, config):
+    rngs, runs, _ = single_runs
+    vmapped = _np(jax.jit(jax.vmap(ft.make_train(config)))(rngs))
+    for i, run in enumerate(runs):
+        for key, value in run["metrics"].items():
+            np.testing.assert_allclose(vmapped["metrics"][key][i], value, rtol=1e-4, atol=1e-4, err_msg=key)
+
+
+def test_vmap_over_hparams_matches_single_runs(train, config):
+    rng = jax.random.PRNGKey(3)
+    grid = {"TAU": jnp.array([0.05, 0.5]), "STD_MAX": jnp.array([0.3, 0.9])}
+    vmapped = _np(jax.jit(jax.vmap(ft.make_train(config), in_axes=(None, 0)))(rng, grid))
+    for i in range(2):
+        hp = {**ft.default_hparams(config), "TAU": grid["TAU"][i], "STD_MAX": grid["STD_MAX"][i]}
+        single = _np(train(rng, hp))
+        for key, value in single["metrics"].items():
+            np.testing.assert_allclose(vmapped["metrics"][key][i], value, rtol=1e-4, atol=1e-4, err_msg=key)
+    assert not np.allclose(vmapped["metrics"]["critic_loss"][0], vmapped["metrics"]["critic_loss"][1])
+
+
+def test_unknown_hparam_is_rejected(config):
+    with pytest.raises(ValueError, match="TAUU"):
+        ft.make_train(config)(jax.random.PRNGKey(0), {"TAUU": 0.1})
+
+
+def test_make_train_does_not_mutate_config(config):
+    before = dict(config)
+    ft.make_train(config)
+    assert config == before
+
+
+_make_env = envs.make_env
+
+
+def _asymmetric_pendulum(config):
+    """Pendulum whose critic also sees a privileged tail (theta_dot**2, episode progress)."""
+    base = _make_env(config)
+
+    def with_tail(state):
+        tail = jnp.stack([state.obs[2] ** 2, state.steps / base.episode_iterations])
+        return state._replace(privileged=tail)
+
+    def step(state, action, key):
+        state, out = base.step(state, action, key)
+        final_tail = jnp.stack([out.final_obs[2] ** 2, jnp.float32(1.0)])
+        return with_tail(state), out._replace(final_privileged=final_tail)
+
+    def eval_step(state, action):
+        state, reward, done = base.eval_step(state, action)
+        return with_tail(state), reward, done
+
+    return base._replace(
+        privileged_dim=2, reset=lambda key: with_tail(base.reset(key)), step=step, eval_step=eval_step
+    )
+
+
+def test_asymmetric_critic_observations(config, monkeypatch):
+    """Critic normalizer sees obs+privileged of both batch halves, exactly as the reference."""
+    monkeypatch.setattr(envs, "make_env", _asymmetric_pendulum)
+    out = _np(jax.jit(ft.make_train(config))(jax.random.PRNGKey(0)))
+    state = out["runner_state"]
+    learning_iterations = config["TOTAL_TIMESTEPS"] - config["LEARNING_STARTS"] - 1
+    assert state.critic_norm.mean.shape == (3 + 2,)
+    assert float(state.critic_norm.count) == learning_iterations * config["NUM_UPDATES"] * 2 * config["BATCH_SIZE"]
+    # The critic's first layer takes obs + privileged + action.
+    kernel = state.critic_params["params"]["Dense_0"]["kernel"]
+    assert kernel.shape[:2] == (2, 3 + 2 + 1)
+    assert np.all(np.isfinite(out["metrics"]["critic_loss"]))
+
+
+@pytest.mark.slow
+def test_pendulum_learns():
+    """The default Pendulum job: 4 seeds reach a mean eval return of at least -250."""
+    config = ft.make_config("Pendulum-v1", PROGRESS=False)
+    rngs = jax.random.split(jax.random.PRNGKey(0), 4)
+    out = jax.jit(jax.vmap(ft.make_train(config)))(rngs)
+    final = np.asarray(out["metrics"]["eval_return"][:, -1])
+    assert final.mean() >= -250, final
