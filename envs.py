@@ -89,17 +89,44 @@ def env_defaults(env_name: str) -> dict:
 def make_env(config: dict) -> Env:
     """Builds the task named by `config["ENV_NAME"]` with the config's back-end settings."""
     name = config["ENV_NAME"]
-    if name in GYMNAX_ENVS:
-        return _make_gymnax(name, config["EPISODE_LENGTH"])
-    return _make_playground(
-        name, config["EPISODE_LENGTH"], config["ACTION_REPEAT"], config["IMPL"]
-    )
+    make = _make_gymnax if name in GYMNAX_ENVS else _make_playground
+    return make(name, config["EPISODE_LENGTH"], config["ACTION_REPEAT"], config["IMPL"])
 
 
-def _auto_reset(reset, next_state: EnvState, done, key) -> EnvState:
-    """Replaces a finished episode's state by a fresh `reset(key)`; keeps it otherwise."""
-    fresh = reset(key)
-    return jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, next_state)
+def _assemble(name, obs_dim, privileged_dim, action_dim, episode_length, action_repeat, reset, sim_step):
+    """Adds action clipping, action repeat, the time limit and auto-reset to a back-end.
+
+    `reset(key) -> EnvState`; `sim_step(state, action in [-1, 1], key) -> (state, reward,
+    terminated)` advances one physics step and counts it in `state.steps`.
+    """
+
+    def raw_step(state: EnvState, action, key):
+        action = jnp.clip(action, -1.0, 1.0)
+
+        def repeat(carry, step_key):  # rewards add up; a termination on any repeat counts
+            state, terminated = carry
+            state, reward, ended = sim_step(state, action, step_key)
+            return (state, terminated | ended), reward
+
+        keys = jax.random.split(key, action_repeat)
+        (state, terminated), rewards = jax.lax.scan(repeat, (state, jnp.bool_(False)), keys)
+        return state, rewards.sum(), terminated
+
+    def step(state: EnvState, action, key):
+        key_step, key_reset = jax.random.split(key)
+        stepped, reward, terminated = raw_step(state, action, key_step)
+        timed_out = stepped.steps >= episode_length
+        done = terminated | timed_out
+        out = StepOutput(reward, done, timed_out & ~terminated, stepped.obs, stepped.privileged)
+        fresh = reset(key_reset)
+        next_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
+        return next_state, out
+
+    def eval_step(state: EnvState, action):
+        return raw_step(state, action, jax.random.PRNGKey(0))
+
+    episode_iterations = math.ceil(episode_length / action_repeat)
+    return Env(name, obs_dim, privileged_dim, action_dim, episode_iterations, reset, step, eval_step)
 
 
 # ==================================================================================================
@@ -111,45 +138,27 @@ def _gymnax_make(env_name: str):
     return gymnax.make(env_name)
 
 
-def _make_gymnax(env_name: str, episode_length: int) -> Env:
+def _make_gymnax(env_name: str, episode_length: int, action_repeat: int, impl: str) -> Env:
+    del impl  # MJX only
     gym_env, params = _gymnax_make(env_name)
-    # Our own counter sets the time limit, so gymnax's must never fire first.
-    params = params.replace(max_steps_in_episode=episode_length + 1)
     space = gym_env.action_space(params)
     low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
     action_dim = int(space.shape[0]) if space.shape else 1
     obs_dim = int(gym_env.observation_space(params).shape[0])
     no_privileged = jnp.zeros((0,), jnp.float32)
 
-    def to_env_action(action):
-        action = jnp.clip(action, -1.0, 1.0)
-        return low + (action + 1.0) * 0.5 * (high - low)
-
     def reset(key):
         obs, sim = gym_env.reset_env(key, params)
         return EnvState(sim, obs.astype(jnp.float32), no_privileged, jnp.int32(0))
 
-    def raw_step(state: EnvState, action, key):
-        obs, sim, reward, terminated, _ = gym_env.step_env(
-            key, state.sim, to_env_action(action), params
-        )
-        stepped = EnvState(sim, obs.astype(jnp.float32), no_privileged, state.steps + 1)
-        return stepped, reward.astype(jnp.float32), jnp.asarray(terminated, bool)
+    def sim_step(state: EnvState, action, key):
+        # `step_env` applies no time limit (gymnax's lives in `step`); ours is in _assemble.
+        env_action = low + (action + 1.0) * 0.5 * (high - low)
+        obs, sim, reward, terminated, _ = gym_env.step_env(key, state.sim, env_action, params)
+        state = EnvState(sim, obs.astype(jnp.float32), no_privileged, state.steps + 1)
+        return state, reward.astype(jnp.float32), jnp.asarray(terminated, bool)
 
-    def step(state: EnvState, action, key):
-        key_step, key_reset = jax.random.split(key)
-        stepped, reward, terminated = raw_step(state, action, key_step)
-        timed_out = stepped.steps >= episode_length
-        done = terminated | timed_out
-        out = StepOutput(reward, done, timed_out & ~terminated, stepped.obs, stepped.privileged)
-        return _auto_reset(reset, stepped, done, key_reset), out
-
-    def eval_step(state: EnvState, action):
-        # Pendulum and MountainCar ignore the step key.
-        stepped, reward, terminated = raw_step(state, action, jax.random.PRNGKey(0))
-        return stepped, reward, terminated
-
-    return Env(env_name, obs_dim, 0, action_dim, episode_length, reset, step, eval_step)
+    return _assemble(env_name, obs_dim, 0, action_dim, episode_length, action_repeat, reset, sim_step)
 
 
 # ==================================================================================================
@@ -185,47 +194,20 @@ def _make_playground(env_name: str, episode_length: int, action_repeat: int, imp
         privileged_dim = int(obs_size["privileged_state"][0]) - obs_dim
     else:
         obs_dim, privileged_dim = int(obs_size), 0
-    action_dim = int(task.action_size)
 
-    def split_obs(obs):
-        if isinstance(obs, dict):
-            return obs["state"], obs["privileged_state"][obs_dim:]
-        return obs, jnp.zeros((0,), obs.dtype)
+    def as_state(sim, steps):
+        if isinstance(sim.obs, dict):
+            return EnvState(sim, sim.obs["state"], sim.obs["privileged_state"][obs_dim:], steps)
+        return EnvState(sim, sim.obs, jnp.zeros((0,), sim.obs.dtype), steps)
 
     def reset(key):
-        sim = task.reset(key)
-        obs, privileged = split_obs(sim.obs)
-        return EnvState(sim, obs, privileged, jnp.int32(0))
+        return as_state(task.reset(key), jnp.int32(0))
 
-    def raw_step(state: EnvState, action):
-        action = jnp.clip(action, -1.0, 1.0)
+    def sim_step(state: EnvState, action, key):
+        del key  # Playground steps are deterministic given the state
+        sim = task.step(state.sim, action)
+        return as_state(sim, state.steps + 1), sim.reward, sim.done > 0.5
 
-        def repeat(carry, _):
-            sim, done = carry
-            sim = task.step(sim, action)
-            return (sim, done | (sim.done > 0.5)), sim.reward
-
-        (sim, terminated), rewards = jax.lax.scan(
-            repeat, (state.sim, jnp.bool_(False)), None, length=action_repeat
-        )
-        obs, privileged = split_obs(sim.obs)
-        stepped = EnvState(sim, obs, privileged, state.steps + action_repeat)
-        return stepped, rewards.sum(), terminated
-
-    def step(state: EnvState, action, key):
-        stepped, reward, terminated = raw_step(state, action)
-        timed_out = stepped.steps >= episode_length
-        done = terminated | timed_out
-        out = StepOutput(reward, done, timed_out & ~terminated, stepped.obs, stepped.privileged)
-        return _auto_reset(reset, stepped, done, key), out
-
-    return Env(
-        env_name,
-        obs_dim,
-        privileged_dim,
-        action_dim,
-        math.ceil(episode_length / action_repeat),
-        reset,
-        step,
-        raw_step,
+    return _assemble(
+        env_name, obs_dim, privileged_dim, int(task.action_size), episode_length, action_repeat, reset, sim_step
     )

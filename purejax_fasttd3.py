@@ -37,7 +37,7 @@ import envs
 STATIC_DEFAULTS: dict[str, Any] = {
     "ENV_NAME": "",  # gymnax `Pendulum-v1` / `MountainCarContinuous-v0` or a Playground task
     "NUM_ENVS": 1024,  # parallel training environments
-    "NUM_EVAL_ENVS": 1024,  # evaluation environments, one deterministic episode each
+    "NUM_EVAL_ENVS": 1024,  # evaluation environments, one deterministic episode each; 0: no eval
     "TOTAL_TIMESTEPS": 150_000,  # iterations; a multiple of EVAL_INTERVAL
     "LEARNING_STARTS": 10,  # gradient updates start once the iteration index exceeds this
     "EVAL_INTERVAL": 5_000,  # iterations between evaluations (one eval chunk)
@@ -204,9 +204,9 @@ def _validate(c: dict) -> None:
         if not ok:
             raise ValueError(f"{key}={c[key]!r} is not allowed: {allowed}.")
 
+    require(c["NUM_EVAL_ENVS"] >= 0, "NUM_EVAL_ENVS", "it must be at least 0 (0 skips evaluation)")
     for key in (
         "NUM_ENVS",
-        "NUM_EVAL_ENVS",
         "EVAL_INTERVAL",
         "BATCH_SIZE",
         "NUM_UPDATES",
@@ -420,6 +420,24 @@ def buffer_init(size, num_envs, obs_dim, privileged_dim, action_dim, episode_ite
         num_truncations=jnp.zeros(num_envs, jnp.int32),
         ptr=jnp.int32(0),
     )
+
+
+def buffer_for(config: dict, env: envs.Env) -> ReplayBuffer:
+    """The empty buffer of one agent for this config and task."""
+    return buffer_init(
+        config["BUFFER_SIZE"],
+        config["NUM_ENVS"],
+        env.obs_dim,
+        env.privileged_dim,
+        env.action_dim,
+        env.episode_iterations,
+    )
+
+
+def replay_bytes(config: dict, env: envs.Env) -> int:
+    """Bytes of one agent's replay buffer (shapes only; nothing is allocated)."""
+    shapes = jax.eval_shape(lambda: buffer_for(config, env))
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
 
 
 def buffer_add(buf: ReplayBuffer, obs, privileged, action, step: envs.StepOutput) -> ReplayBuffer:
@@ -640,14 +658,7 @@ def make_train(config: dict):
         runner = Runner(
             train_state=train_state,
             env_state=jax.vmap(env.reset)(jax.random.split(k_env, num_envs)),
-            buffer=buffer_init(
-                config["BUFFER_SIZE"],
-                num_envs,
-                env.obs_dim,
-                env.privileged_dim,
-                env.action_dim,
-                env.episode_iterations,
-            ),
+            buffer=buffer_for(config, env),
             noise_scale=jax.random.uniform(k_noise, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"]),
             episode_return=jnp.zeros(num_envs),
             rng=rng,
@@ -806,7 +817,8 @@ def make_train(config: dict):
             return runner, stats
 
         # ---------------------------------------------------------------------------- EVALUATE
-        eval_states = jax.vmap(env.reset)(jax.random.split(k_eval, config["NUM_EVAL_ENVS"]))
+        num_eval_envs = config["NUM_EVAL_ENVS"]
+        eval_states = jax.vmap(env.reset)(jax.random.split(k_eval, max(num_eval_envs, 1)))
 
         def evaluate(ts: TrainState):
             """Mean return of one deterministic episode per eval env, normalizer frozen.
@@ -814,6 +826,8 @@ def make_train(config: dict):
             Every evaluation starts from the same initial states (as the reference's) and
             stops when all episodes have ended or the time limit is reached.
             """
+            if num_eval_envs == 0:
+                return jnp.float32(jnp.nan)
 
             def still_running(carry):
                 t, _, _, alive = carry
@@ -825,7 +839,7 @@ def make_train(config: dict):
                 states, reward, done = jax.vmap(env.eval_step)(states, action)
                 return t + 1, states, returns + reward * alive, alive & ~done
 
-            num = config["NUM_EVAL_ENVS"]
+            num = num_eval_envs
             init = (jnp.int32(0), eval_states, jnp.zeros(num), jnp.ones(num, bool))
             _, _, returns, _ = jax.lax.while_loop(still_running, eval_step, init)
             return returns.mean()

@@ -37,6 +37,11 @@ def _rollout(env, action):
     return _KEYS, jax.tree.map(np.asarray, _compiled[env.name](jnp.float32(action)))
 
 
+def _reset_key(t, env_index):
+    """`Env.step` splits its key into (step, reset) keys."""
+    return jax.random.split(_KEYS[t + 1, env_index])[1]
+
+
 def _check_time_limit(out, obs, steps, raw_obs_at, reset_obs_for):
     """Shared assertions: dones at 5 and 10 steps, truncation, true final obs, fresh reset."""
     expected_done = np.zeros((STEPS, NUM_ENVS), bool)
@@ -74,8 +79,7 @@ def test_gymnax_auto_reset_keeps_final_obs():
         return np.stack(obs_list)
 
     def reset_obs_for(t):
-        # envs' gymnax step splits its key into (step, reset) keys.
-        return np.stack([np.asarray(raw.reset_env(jax.random.split(keys[t + 1, e])[1], params)[0]) for e in range(NUM_ENVS)])
+        return np.stack([np.asarray(raw.reset_env(_reset_key(t, e), params)[0]) for e in range(NUM_ENVS)])
 
     _check_time_limit(out, obs, steps, raw_obs_at, reset_obs_for)
 
@@ -104,7 +108,8 @@ def test_playground_auto_reset_keeps_final_obs(cartpole):
         return np.asarray(jax.jit(jax.vmap(run))(keys[0]))
 
     def reset_obs_for(t):
-        return np.asarray(jax.jit(jax.vmap(lambda k: task.reset(k).obs))(keys[t + 1]))
+        reset_keys = jnp.stack([_reset_key(t, e) for e in range(NUM_ENVS)])
+        return np.asarray(jax.jit(jax.vmap(lambda k: task.reset(k).obs))(reset_keys))
 
     _check_time_limit(out, obs, steps, raw_obs_at, reset_obs_for)
     assert cartpole.privileged_dim == 0 and cartpole.episode_iterations == EPISODE

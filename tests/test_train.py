@@ -153,13 +153,16 @@ def _asymmetric_pendulum(config):
         tail = jnp.stack([state.obs[2] ** 2, state.steps / base.episode_iterations])
         return state._replace(privileged=tail)
 
+    def without_tail(state):
+        return state._replace(privileged=jnp.zeros((0,)))
+
     def step(state, action, key):
-        state, out = base.step(state, action, key)
+        state, out = base.step(without_tail(state), action, key)
         final_tail = jnp.stack([out.final_obs[2] ** 2, jnp.float32(1.0)])
         return with_tail(state), out._replace(final_privileged=final_tail)
 
     def eval_step(state, action):
-        state, reward, done = base.eval_step(state, action)
+        state, reward, done = base.eval_step(without_tail(state), action)
         return with_tail(state), reward, done
 
     return base._replace(

@@ -1,0 +1,91 @@
+"""Iterations/s of the full FastTD3 training step (env step of all envs + its updates).
+
+An iteration is what the reference times: one step of all NUM_ENVS envs, the buffer write and
+NUM_UPDATES critic updates with their actor update. We compile two runs that differ only in
+their number of learning iterations (one chunk each, evaluation off) and divide the extra
+iterations by the extra wall time, so compile, init, warm-up and the final sync cancel out.
+
+    python bench/bench_iterations.py --env CheetahRun --num-envs 1024 --iterations 300
+    python bench/bench_iterations.py --env T1JoystickFlatTerrain --agents 1 --set COMPUTE_DTYPE=float32
+
+Writes bench/results/iterations_<env>_<device>_<agents>x<envs>_<dtype>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+
+from common import environment, parse_overrides, write
+
+import envs
+import purejax_fasttd3 as ft
+
+
+def timed_run(config: dict, agents: int, seed: int = 0) -> tuple[float, float]:
+    """(compile seconds, run seconds) of `agents` vmapped agents."""
+    train = jax.jit(jax.vmap(ft.make_train(config)))
+    rngs = jax.random.split(jax.random.PRNGKey(seed), agents)
+    start = time.perf_counter()
+    compiled = train.lower(rngs).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(rngs))
+    return compile_s, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="CheetahRun")
+    parser.add_argument("--num-envs", type=int, default=None, help="NUM_ENVS (task default if unset)")
+    parser.add_argument("--agents", type=int, default=1, help="vmapped agents")
+    parser.add_argument("--iterations", type=int, default=200, help="timed learning iterations")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--tag", default="", help="suffix for the result file name")
+    args = parser.parse_args()
+
+    overrides = parse_overrides(args.set)
+    if args.num_envs is not None:
+        overrides["NUM_ENVS"] = args.num_envs
+    base = ft.make_config(args.env, **overrides)
+    # Warm-up plus a few learning iterations; the longer run adds `iterations` more.
+    short_total = base["LEARNING_STARTS"] + 1 + 5
+    runs = {}
+    for total in (short_total, short_total + args.iterations):
+        timing = {"TOTAL_TIMESTEPS": total, "EVAL_INTERVAL": total, "NUM_EVAL_ENVS": 0, "PROGRESS": False}
+        config = ft.make_config(args.env, **{**overrides, **timing})
+        runs[total] = timed_run(config, args.agents)
+        print(f"{total} iterations: compile {runs[total][0]:.1f} s, run {runs[total][1]:.2f} s")
+
+    extra_time = runs[short_total + args.iterations][1] - runs[short_total][1]
+    per_second = args.iterations / extra_time
+    env = envs.make_env(base)
+    info = environment()
+    result = {
+        "benchmark": "iterations",
+        "env": args.env,
+        "agents": args.agents,
+        "num_envs": base["NUM_ENVS"],
+        "batch_size": base["BATCH_SIZE"],
+        "num_updates": base["NUM_UPDATES"],
+        "num_steps": base["NUM_STEPS"],
+        "compute_dtype": base["COMPUTE_DTYPE"],
+        "timed_iterations": args.iterations,
+        "iterations_per_second": per_second,  # all agents advance one iteration together
+        "agent_iterations_per_second": per_second * args.agents,
+        "env_steps_per_second": per_second * args.agents * base["NUM_ENVS"],
+        "compile_seconds": runs[short_total + args.iterations][0],
+        "replay_bytes_per_agent": ft.replay_bytes(base, env),
+        "overrides": overrides,
+        **info,
+    }
+    device = info["device"].replace(" ", "_")
+    name = f"iterations_{args.env}_{device}_{args.agents}x{base['NUM_ENVS']}_{base['COMPUTE_DTYPE']}{args.tag}"
+    print(f"{per_second:.2f} iterations/s ({per_second * args.agents:.2f} agent-iterations/s) on {info['device']}")
+    write(name, result)
+
+
+if __name__ == "__main__":
+    main()
