@@ -103,10 +103,11 @@ def _assemble(name, obs_dim, privileged_dim, action_dim, episode_length, action_
     def raw_step(state: EnvState, action, key):
         action = jnp.clip(action, -1.0, 1.0)
 
-        def repeat(carry, step_key):  # rewards add up; a termination on any repeat counts
+        def repeat(carry, step_key):
+            # Rewards add up until the first termination; later repeats earn nothing.
             state, terminated = carry
             state, reward, ended = sim_step(state, action, step_key)
-            return (state, terminated | ended), reward
+            return (state, terminated | ended), jnp.where(terminated, 0.0, reward)
 
         keys = jax.random.split(key, action_repeat)
         (state, terminated), rewards = jax.lax.scan(repeat, (state, jnp.bool_(False)), keys)
