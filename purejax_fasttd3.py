@@ -178,12 +178,12 @@ def make_config(env_name: str, **overrides) -> dict:
         config["COMPUTE_DTYPE"] = "bfloat16"
     config.update(TASK_OVERRIDES.get(env_name, {}))
     for key, value in overrides.items():
-        config[key] = _checked_value(key, value)
+        config[key] = check_setting(key, value)
     _validate(config)
     return config
 
 
-def _checked_value(key: str, value):
+def check_setting(key: str, value):
     """Type-checks one user setting against its default; ints are accepted for floats."""
     if key == "ENV_NAME":
         raise ValueError("ENV_NAME is the first argument of make_config, not an override.")
@@ -250,10 +250,10 @@ def _validate(c: dict) -> None:
         "BUFFER_SIZE",
         f"it must exceed NUM_STEPS={c['NUM_STEPS']}",
     )
-    _validate_hparams(c)
+    validate_hparams(c)
 
 
-def _validate_hparams(h: dict) -> None:
+def validate_hparams(h: dict) -> None:
     """Checks on traced settings; also used by sweep tools on every grid value."""
 
     def require(ok: bool, key: str, allowed: str):

@@ -1,0 +1,38 @@
+"""Shared matplotlib setup for the plot scripts: headless Agg backend and PNG saving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")  # plots are written on headless machines; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+DPI = 120
+
+
+def save_figure(fig, path) -> Path:
+    """Write `fig` as a PNG (creating its folder) and free it, so long loops do not leak memory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def message_figure(title: str, message: str):
+    """A figure that says why there is nothing to plot, so every expected PNG still exists."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    ax.set_title(title)
+    ax.set_axis_off()
+    return fig
+
+
+def category_colors(count: int) -> list:
+    """Distinct colours for up to 10 categories, a sequential map beyond that."""
+    if count <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(count)]
+    return list(plt.get_cmap("viridis")(np.linspace(0.0, 0.95, count)))

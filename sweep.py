@@ -1,0 +1,480 @@
+"""Seed and hyperparameter sweeps of FastTD3X: many agents per compiled program.
+
+    python sweep.py                                  # the default: Pendulum-v1, 8 seeds x 2x2 grid
+    python sweep.py --env CheetahRun --seeds 64 --grid CRITIC_LEARNING_RATE=1e-4,3e-4,1e-3 \\
+        --grid TAU=0.05,0.1 --set NUM_ENVS=128 --out results/cheetah
+
+Traced settings (`--grid`) and seeds form one vmapped program per combination of static
+settings (`--set KEY=V1,V2` loops over compilations). Agents run in chunks sized to the free
+device memory and sharded over all local devices. Every finished chunk is written atomically,
+so rerunning the same command resumes where a killed sweep stopped.
+
+Results format (loads with numpy alone; `plots.results.load_sweep` does it for you):
+
+    OUT/sweep.json            the sweep: env, seeds, seed, grid, static values, combos
+    OUT/combo_XXX/config.json the resolved config of static combination XXX
+    OUT/combo_XXX/agents_AAAAAA-BBBBBB.npz   agents A..B-1 of that combination:
+        agent, grid_index, seed_index          int64 [A]; agent = grid_index * seeds + seed_index
+        hparam_<KEY>                           float32 [A], every traced setting as used
+        metric_<NAME>                          [A, num_evals]: env_steps, eval_return,
+                                               train_return, critic_loss, actor_loss, q_mean
+        meta                                   JSON string: device, versions, compile and run
+                                               seconds, agents with non-finite values
+    OUT/summary.csv           final eval return per grid point: mean, IQM, 95% bootstrap CI
+    OUT/plots/*.png           learning curves and the grid plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs
+import purejax_fasttd3 as ft
+from plots.results import finite_agents, grid_table, load_sweep
+
+FORMAT = "fasttd3x-sweep/1"
+METRICS = ("env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean")
+DEFAULT_GRID = ["CRITIC_LEARNING_RATE=3e-4,1e-3", "TAU=0.05,0.1"]
+
+
+# ==================================================================================================
+# COMMAND LINE
+# ==================================================================================================
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train many FastTD3 agents at once: seeds x a grid of traced settings, "
+        "looping over static settings. Rerun the same command to resume.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--env", default="Pendulum-v1", help="task: gymnax or MuJoCo Playground name")
+    parser.add_argument("--seeds", type=int, default=8, help="seeds per grid point")
+    parser.add_argument("--seed", type=int, default=0, help="master PRNG seed; seed i uses split(PRNGKey(seed), seeds)[i]")
+    parser.add_argument(
+        "--grid",
+        action="append",
+        metavar="KEY=V1,V2,...",
+        help="traced setting to sweep inside one program (repeatable; the grid is the cartesian "
+        f"product). Keys: {', '.join(ft.HPARAM_DEFAULTS)}. Default when no --grid/--set is "
+        f"given: {' '.join(DEFAULT_GRID)}",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=V[,V2,...]",
+        help="config override (repeatable). Several values of a static key loop over "
+        "compilations; a traced key takes one value here (sweep it with --grid)",
+    )
+    parser.add_argument("--out", default=None, help="results folder (default: results/<env>)")
+    parser.add_argument("--chunk", type=int, default=None, help="agents per device call (default: from free memory)")
+    parser.add_argument("--save-policies", action="store_true", help="also store every agent's final actor and normalizer")
+    parser.add_argument("--no-plots", action="store_true", help="skip drawing the plots at the end")
+    parser.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
+    parser.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.chunk is not None and args.chunk < 1:
+        parser.error(f"--chunk must be at least 1, got {args.chunk}")
+    if args.grid is None:
+        args.grid = [] if args.set else list(DEFAULT_GRID)
+    return args
+
+
+def _split_assignment(flag: str, item: str) -> tuple[str, list[str]]:
+    key, sep, values = item.partition("=")
+    if not sep or not key or not values:
+        raise ValueError(f"{flag} expects KEY=V1,V2,..., got {item!r}")
+    return key.strip(), [v.strip() for v in values.split(",")]
+
+
+def parse_grid(items: list[str]) -> dict[str, list[float]]:
+    """`KEY=V1,V2` items to {KEY: [floats]}; only traced settings can be grid axes."""
+    grid: dict[str, list[float]] = {}
+    for item in items:
+        key, raw_values = _split_assignment("--grid", item)
+        if key in ft.STATIC_DEFAULTS:
+            raise ValueError(
+                f"--grid {key}: {key} is a static setting (it changes shapes or loop counts); "
+                f"sweep it with --set {key}={','.join(raw_values)}"
+            )
+        if key not in ft.HPARAM_DEFAULTS:
+            raise ValueError(f"--grid {key}: unknown traced setting; allowed: {sorted(ft.HPARAM_DEFAULTS)}")
+        if key in grid:
+            raise ValueError(f"--grid {key} is given twice; list all its values in one flag")
+        values = []
+        for raw in raw_values:
+            try:
+                values.append(float(raw))
+            except ValueError:
+                raise ValueError(f"--grid {key}: value {raw!r} is not a number") from None
+        grid[key] = values
+    return grid
+
+
+def parse_set(items: list[str]) -> tuple[dict, dict[str, list]]:
+    """`--set` items to (single-value overrides, {static key: [values]} to loop over)."""
+    fixed: dict = {}
+    looped: dict[str, list] = {}
+    for item in items:
+        key, raw_values = _split_assignment("--set", item)
+        if key in ft.HPARAM_DEFAULTS and len(raw_values) > 1:
+            raise ValueError(
+                f"--set {item}: {key} is traced; sweep it inside one program with --grid {item}"
+            )
+        values = [ft.check_setting(key, _typed(key, raw)) for raw in raw_values]
+        if len(values) == 1:
+            fixed[key] = values[0]
+        else:
+            looped[key] = values
+    return fixed, looped
+
+
+def _typed(key: str, raw: str):
+    """Converts a command-line value to the type of the setting's default."""
+    if key not in ft.HPARAM_DEFAULTS and key not in ft.STATIC_DEFAULTS:
+        return raw  # check_setting names the unknown key and suggests close ones
+    default = ft.HPARAM_DEFAULTS.get(key, ft.STATIC_DEFAULTS.get(key))
+    if isinstance(default, bool):
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+    elif isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    elif isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    else:
+        return raw
+    raise ValueError(f"--set {key}={raw}: expected a {type(default).__name__}")
+
+
+# ==================================================================================================
+# AGENTS, MEMORY AND CHUNKS
+# ==================================================================================================
+def grid_points(grid: dict[str, list[float]]) -> list[dict[str, float]]:
+    """The cartesian product of the grid, in flag order; [{}] when there is no grid."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
+
+
+def agent_hparams(config: dict, points: list[dict], seeds: int) -> dict[str, np.ndarray]:
+    """Every traced setting per agent (agent = grid_index * seeds + seed_index)."""
+    per_point = [{**{k: config[k] for k in ft.HPARAM_DEFAULTS}, **point} for point in points]
+    for point in per_point:
+        ft.validate_hparams(point)
+    return {
+        key: np.repeat(np.array([p[key] for p in per_point], np.float32), seeds)
+        for key in ft.HPARAM_DEFAULTS
+    }
+
+
+def bytes_per_agent(config: dict, env: envs.Env) -> dict[str, int]:
+    """Estimated device memory of one agent: state that lives through the run plus the
+    working set of one update. Shapes only; nothing is compiled or allocated."""
+    num_envs = config["NUM_ENVS"]
+    obs_in = env.obs_dim + env.privileged_dim
+    actor = ft.Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"])
+    critic = ft.DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"])
+    key = jax.random.PRNGKey(0)
+    actor_params = jax.eval_shape(actor.init, key, jnp.zeros((1, env.obs_dim)))
+    critic_params = jax.eval_shape(critic.init, key, jnp.zeros((1, obs_in)), jnp.zeros((1, env.action_dim)))
+    size = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))  # noqa: E731
+    # Actor: params + 2 Adam moments; twin critics: params, target and 2 moments.
+    networks = 3 * size(actor_params) + 2 * 4 * size(critic_params)
+    env_state = size(jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, num_envs)))
+    eval_state = size(jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, max(config["NUM_EVAL_ENVS"], 1))))
+    h = config["CRITIC_HIDDEN_DIM"]
+    batch = config["BATCH_SIZE"]
+    sample = config["NUM_UPDATES"] * batch * (2 * obs_in + env.action_dim + 4) * 4
+    # Twin critics forward and backward plus the target pass: activations of each layer.
+    activations = 3 * 2 * batch * (h + h // 2 + h // 4 + 3 * config["NUM_ATOMS"]) * 4
+    return {
+        "replay": ft.replay_bytes(config, env),
+        "networks": networks,
+        "env_states": 2 * env_state + 2 * eval_state,  # the auto-reset builds a fresh state too
+        "update": sample + activations,
+    }
+
+
+def free_device_memory(devices) -> int:
+    """Bytes free for new buffers on the first device (host RAM on CPU)."""
+    stats = devices[0].memory_stats() if devices[0].platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def choose_chunk(per_agent: int, free: int, num_devices: int, total: int, requested: int | None) -> int:
+    """Agents per device call: what fits in 70% of each device's free memory (or `requested`),
+    rounded up to a multiple of the devices so every device gets the same share."""
+    if requested is None:
+        fits = int(0.7 * free) // per_agent
+        if fits < 1:
+            raise MemoryError(
+                f"one agent needs about {per_agent / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
+                "is free on the device; lower NUM_ENVS, BUFFER_SIZE or BATCH_SIZE with --set"
+            )
+        per_device = min(fits, -(-total // num_devices))
+    else:
+        per_device = -(-min(requested, total) // num_devices)
+    return per_device * num_devices
+
+
+def pending_ranges(done: set[int], total: int, chunk: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) ranges of at most `chunk` agents not yet finished."""
+    todo = [a for a in range(total) if a not in done]
+    ranges = []
+    for agent in todo:
+        if ranges and agent == ranges[-1][1] and agent - ranges[-1][0] < chunk:
+            ranges[-1] = (ranges[-1][0], agent + 1)
+        else:
+            ranges.append((agent, agent + 1))
+    return ranges
+
+
+def finished_agents(combo_dir: pathlib.Path) -> set[int]:
+    done: set[int] = set()
+    for path in combo_dir.glob("agents_*.npz"):
+        with np.load(path) as data:
+            done.update(int(a) for a in data["agent"])
+    return done
+
+
+# ==================================================================================================
+# RUN
+# ==================================================================================================
+def make_chunk_runner(config: dict, mesh, save_policies: bool):
+    """jit(vmap(train)) over (rng, hparams) per agent, returning only what we store."""
+    train = ft.make_train(config)
+
+    def run_agent(rng, hparams):
+        out = train(rng, hparams)
+        kept = {"metrics": out["metrics"]}
+        if save_policies:
+            state = out["runner_state"]
+            kept["policy"] = {"actor_params": state.actor_params, "obs_norm": state.obs_norm._asdict()}
+        return kept
+
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
+    return jax.jit(jax.vmap(run_agent), in_shardings=(sharding, sharding), out_shardings=sharding)
+
+
+def _to_host(tree):
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        tree = multihost_utils.process_allgather(tree, tiled=True)
+    return jax.tree.map(np.asarray, tree)
+
+
+def _write_npz(path: pathlib.Path, arrays: dict) -> None:
+    """Atomic: a reader (or a resumed sweep) sees the whole file or none of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_json(path: pathlib.Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        flat[f"{prefix}{name}"] = leaf
+    return flat
+
+
+def _environment() -> dict:
+    import importlib.metadata
+
+    versions = {}
+    for name in ("jax", "jaxlib", "flax", "optax", "mujoco-mjx", "playground", "gymnax"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"device": jax.devices()[0].device_kind, "num_devices": jax.device_count(), "versions": versions}
+
+
+def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:
+    path = out / "sweep.json"
+    if not path.exists():
+        return
+    stored = json.loads(path.read_text())
+    for key in ("format", "env", "seeds", "seed", "grid", "static", "fixed"):
+        if stored.get(key) != spec.get(key):
+            raise ValueError(
+                f"{out} holds results of another sweep: its {key} is {stored.get(key)!r}, this "
+                f"command asks for {spec.get(key)!r}. Rerun the original command to resume it, "
+                "or choose a new --out."
+            )
+
+
+def run_sweep(args: argparse.Namespace) -> pathlib.Path:
+    if args.distributed:
+        jax.distributed.initialize()
+    grid = parse_grid(args.grid)
+    fixed, looped = parse_set(args.set)
+    combos = grid_points(looped)
+    points = grid_points(grid)
+    out = pathlib.Path(args.out or f"results/{args.env}")
+    # Validate every combination (and every grid point) before any compilation.
+    configs = [ft.make_config(args.env, **{**fixed, **combo, "PROGRESS": not args.quiet}) for combo in combos]
+    hparams = [agent_hparams(config, points, args.seeds) for config in configs]
+
+    spec = {
+        "format": FORMAT,
+        "env": args.env,
+        "seeds": args.seeds,
+        "seed": args.seed,
+        "grid": grid,
+        "static": looped,
+        "fixed": fixed,
+        "combos": combos,
+    }
+    _check_same_sweep(out, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "sweep.json", spec)
+
+    devices = jax.devices()
+    mesh = jax.sharding.Mesh(np.array(devices), ("agents",))
+    total = len(points) * args.seeds
+    seed_rngs = np.asarray(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))
+    print(f"{args.env}: {len(combos)} static combination(s) x {len(points)} grid point(s) x "
+          f"{args.seeds} seeds = {total * len(combos)} agents on {len(devices)} {devices[0].device_kind}")
+    start = time.perf_counter()
+    for c, (combo, config, hp) in enumerate(zip(combos, configs, hparams)):
+        combo_dir = out / f"combo_{c:03d}"
+        combo_dir.mkdir(exist_ok=True)
+        _write_json(combo_dir / "config.json", config)
+        done = finished_agents(combo_dir)
+        label = f"combo {c + 1}/{len(combos)} {combo or ''}".rstrip()
+        if len(done) == total:
+            print(f"{label}: all {total} agents already finished, skipped")
+            continue
+        env = envs.make_env(config)
+        memory = bytes_per_agent(config, env)
+        per_agent = sum(memory.values())
+        free = free_device_memory(devices)
+        chunk = choose_chunk(per_agent, free, len(devices), total, args.chunk)
+        parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
+        print(f"{label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
+              f"{free / 2**30:.1f} GiB free -> {chunk} agents per call")
+        ranges = pending_ranges(done, total, chunk)
+        if done:
+            print(f"{label}: resuming, {len(done)} of {total} agents already finished")
+        runner = make_chunk_runner(config, mesh, args.save_policies)
+        compile_s = None
+        for k, (lo, hi) in enumerate(ranges):
+            agents = np.arange(lo, hi)
+            padded = np.concatenate([agents, np.full(chunk - len(agents), agents[-1])])
+            rngs = seed_rngs[padded % args.seeds]
+            chunk_hp = {key: values[padded] for key, values in hp.items()}
+            if compile_s is None:
+                t0 = time.perf_counter()
+                runner = runner.lower(rngs, chunk_hp).compile()
+                compile_s = time.perf_counter() - t0
+                print(f"{label}: compiled in {compile_s:.1f} s")
+            t0 = time.perf_counter()
+            result = _to_host(runner(rngs, chunk_hp))
+            run_s = time.perf_counter() - t0
+            n = len(agents)
+            metrics = {name: values[:n] for name, values in result["metrics"].items()}
+            flagged = agents[~finite_agents({"agent": agents, **{f"metric_{k}": v for k, v in metrics.items()}})].tolist()
+            arrays = {
+                "agent": agents,
+                "grid_index": agents // args.seeds,
+                "seed_index": agents % args.seeds,
+                **{f"hparam_{key}": chunk_hp[key][:n] for key in ft.HPARAM_DEFAULTS},
+                **{f"metric_{name}": metrics[name] for name in METRICS},
+                "meta": np.array(json.dumps({
+                    **_environment(),
+                    "compile_seconds": compile_s,
+                    "run_seconds": run_s,
+                    "nonfinite_agents": flagged,
+                })),
+            }
+            if args.save_policies:
+                policies = jax.tree.map(lambda x: x[:n], result["policy"])
+                arrays.update(_flatten(policies, "policy_"))
+            if jax.process_index() == 0:
+                _write_npz(combo_dir / f"agents_{lo:06d}-{hi:06d}.npz", arrays)
+            elapsed = time.perf_counter() - start
+            remaining = sum(b - a for a, b in ranges[k + 1:])
+            eta = run_s / n * remaining
+            print(f"{label}: agents {lo}-{hi - 1} done in {run_s:.1f} s "
+                  f"({k + 1}/{len(ranges)} calls; elapsed {elapsed:.0f} s, ETA for this combination {eta:.0f} s)")
+            if flagged:
+                print(f"  WARNING: non-finite losses or returns in agents {flagged}; kept going")
+    return out
+
+
+# ==================================================================================================
+# SUMMARY
+# ==================================================================================================
+def summarize(out: pathlib.Path) -> list[dict]:
+    """Prints and writes the ranked per-grid-point table of final eval returns."""
+    sweep = load_sweep(out)
+    rows = []
+    for c, combo in enumerate(sweep["combos"]):
+        table = sorted(grid_table(combo), key=lambda r: -np.nan_to_num(r["iqm"], nan=-np.inf))
+        settings = combo.get("settings") or {}
+        print(f"\ncombo {c} {settings or ''}: final eval return over seeds (ranked by IQM)")
+        print(f"{'grid point':40s} {'seeds':>5s} {'mean':>9s} {'IQM':>9s} {'95% CI':>21s} {'non-finite':>10s}")
+        for row in table:
+            point = ", ".join(f"{k}={v:g}" for k, v in row["grid"].items()) or "(defaults)"
+            ci = f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
+            print(f"{point:40s} {row['seeds']:5d} {row['mean']:9.1f} {row['iqm']:9.1f} {ci:>21s} {row['nonfinite']:10d}")
+            rows.append({"combo": c, **settings, **row["grid"], **{k: v for k, v in row.items() if k != "grid"}})
+    _write_csv(out / "summary.csv", rows)
+    return rows
+
+
+def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [",".join(columns)] + [",".join(str(row.get(k, "")) for k in columns) for row in rows]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        out = run_sweep(args)
+    except (ValueError, MemoryError) as error:
+        sys.exit(f"sweep.py: error: {error}")
+    summarize(out)
+    if not args.no_plots:
+        from plots import draw_all
+
+        for png in draw_all(out):
+            print(f"wrote {png}")
+
+
+if __name__ == "__main__":
+    main()
