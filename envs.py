@@ -69,6 +69,7 @@ class Env(NamedTuple):
     step: Callable[[EnvState, jax.Array, jax.Array], tuple[EnvState, StepOutput]]
     # Evaluation step: no time limit and no auto-reset; returns (state, reward, done).
     eval_step: Callable[[EnvState, jax.Array], tuple[EnvState, jax.Array, jax.Array]]
+    backend: Any  # the wrapped gymnax or Playground env (rendering, inspection)
 
 
 def env_defaults(env_name: str) -> dict:
@@ -93,7 +94,7 @@ def make_env(config: dict) -> Env:
     return make(name, config["EPISODE_LENGTH"], config["ACTION_REPEAT"], config["IMPL"])
 
 
-def _assemble(name, obs_dim, privileged_dim, action_dim, episode_length, action_repeat, reset, sim_step):
+def _assemble(backend, name, obs_dim, privileged_dim, action_dim, episode_length, action_repeat, reset, sim_step):
     """Adds action clipping, action repeat, the time limit and auto-reset to a back-end.
 
     `reset(key) -> EnvState`; `sim_step(state, action in [-1, 1], key) -> (state, reward,
@@ -127,7 +128,7 @@ def _assemble(name, obs_dim, privileged_dim, action_dim, episode_length, action_
         return raw_step(state, action, jax.random.PRNGKey(0))
 
     episode_iterations = math.ceil(episode_length / action_repeat)
-    return Env(name, obs_dim, privileged_dim, action_dim, episode_iterations, reset, step, eval_step)
+    return Env(name, obs_dim, privileged_dim, action_dim, episode_iterations, reset, step, eval_step, backend)
 
 
 # ==================================================================================================
@@ -159,7 +160,7 @@ def _make_gymnax(env_name: str, episode_length: int, action_repeat: int, impl: s
         state = EnvState(sim, obs.astype(jnp.float32), no_privileged, state.steps + 1)
         return state, reward.astype(jnp.float32), jnp.asarray(terminated, bool)
 
-    return _assemble(env_name, obs_dim, 0, action_dim, episode_length, action_repeat, reset, sim_step)
+    return _assemble(gym_env, env_name, obs_dim, 0, action_dim, episode_length, action_repeat, reset, sim_step)
 
 
 # ==================================================================================================
@@ -210,5 +211,5 @@ def _make_playground(env_name: str, episode_length: int, action_repeat: int, imp
         return as_state(sim, state.steps + 1), sim.reward, sim.done > 0.5
 
     return _assemble(
-        env_name, obs_dim, privileged_dim, int(task.action_size), episode_length, action_repeat, reset, sim_step
+        task, env_name, obs_dim, privileged_dim, int(task.action_size), episode_length, action_repeat, reset, sim_step
     )

@@ -552,6 +552,32 @@ def categorical_projection(probs, reward, bootstrap, discount, v_min, v_max):
 
 
 # ==================================================================================================
+# EVALUATION
+# ==================================================================================================
+def episode_returns(env: envs.Env, policy, states: envs.EnvState) -> jax.Array:
+    """Undiscounted return of one episode per env from `states` (batched), acting with
+    `policy(obs) -> action`; rewards count up to each env's first done or the time limit.
+
+    Every evaluation in training starts from the same states, as the reference's does; the
+    loop stops once every episode has ended.
+    """
+    num = states.steps.shape[0]
+
+    def still_running(carry):
+        t, _, _, alive = carry
+        return (t < env.episode_iterations) & alive.any()
+
+    def step(carry):
+        t, states, returns, alive = carry
+        states, reward, done = jax.vmap(env.eval_step)(states, policy(states.obs))
+        # `where`, not `reward * alive`: a finished MJX episode may go on to NaN rewards.
+        return t + 1, states, returns + jnp.where(alive, reward, 0.0), alive & ~done
+
+    init = (jnp.int32(0), states, jnp.zeros(num), jnp.ones(num, bool))
+    return jax.lax.while_loop(still_running, step, init)[2]
+
+
+# ==================================================================================================
 # TRAIN
 # ==================================================================================================
 class TrainState(NamedTuple):
@@ -828,28 +854,11 @@ def make_train(config: dict):
         eval_states = jax.vmap(env.reset)(jax.random.split(k_eval, max(num_eval_envs, 1)))
 
         def evaluate(ts: TrainState):
-            """Mean return of one deterministic episode per eval env, normalizer frozen.
-
-            Every evaluation starts from the same initial states (as the reference's) and
-            stops when all episodes have ended or the time limit is reached.
-            """
+            """Mean eval return with the deterministic actor and the normalizer frozen."""
             if num_eval_envs == 0:
                 return jnp.float32(jnp.nan)
-
-            def still_running(carry):
-                t, _, _, alive = carry
-                return (t < env.episode_iterations) & alive.any()
-
-            def eval_step(carry):
-                t, states, returns, alive = carry
-                action = actor.apply(ts.actor_params, frozen(ts.obs_norm, states.obs))
-                states, reward, done = jax.vmap(env.eval_step)(states, action)
-                return t + 1, states, returns + reward * alive, alive & ~done
-
-            num = num_eval_envs
-            init = (jnp.int32(0), eval_states, jnp.zeros(num), jnp.ones(num, bool))
-            _, _, returns, _ = jax.lax.while_loop(still_running, eval_step, init)
-            return returns.mean()
+            policy = lambda obs: actor.apply(ts.actor_params, frozen(ts.obs_norm, obs))  # noqa: E731
+            return episode_returns(env, policy, eval_states).mean()
 
         # ---------------------------------------------------------------------------- TRAIN LOOP
         def eval_chunk(runner: Runner, chunk):
@@ -921,6 +930,23 @@ class _Progress:
 # ==================================================================================================
 # MAIN: several Pendulum-v1 seeds at once on CPU
 # ==================================================================================================
+class Timed(NamedTuple):
+    out: Any
+    compiled: Any  # the executable (its memory_analysis() accounts for device memory)
+    compile_seconds: float
+    run_seconds: float
+
+
+def compile_and_run(jitted, *args) -> Timed:
+    """Compiles and runs a jitted function, timing the two apart."""
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    return Timed(out, compiled, compile_s, time.perf_counter() - start)
+
+
 def main() -> None:
     import argparse
 
@@ -937,13 +963,7 @@ def main() -> None:
     rngs = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
     print(f"{args.env}: {args.seeds} agents x {config['NUM_ENVS']} envs on {jax.devices()[0]}")
 
-    start = time.perf_counter()
-    compiled = train.lower(rngs).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(rngs))
-    run_s = time.perf_counter() - start
-
+    out, _, compile_s, run_s = compile_and_run(train, rngs)
     metrics = jax.tree.map(np.asarray, out["metrics"])
     print("\nenv steps/agent  eval return per seed")
     for i, steps in enumerate(metrics["env_steps"][0]):

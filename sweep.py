@@ -443,7 +443,8 @@ def summarize(out: pathlib.Path) -> list[dict]:
     for c, combo in enumerate(sweep["combos"]):
         table = sorted(grid_table(combo), key=lambda r: -np.nan_to_num(r["iqm"], nan=-np.inf))
         settings = combo.get("settings") or {}
-        print(f"\ncombo {c} {settings or ''}: final eval return over seeds (ranked by IQM)")
+        where = f"combo {c} ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else f"combo {c}"
+        print(f"\n{where}: final eval return over seeds, ranked by IQM")
         print(f"{'grid point':40s} {'seeds':>5s} {'mean':>9s} {'IQM':>9s} {'95% CI':>21s} {'non-finite':>10s}")
         for row in table:
             point = ", ".join(f"{k}={v:g}" for k, v in row["grid"].items()) or "(defaults)"

@@ -14,7 +14,6 @@ Writes bench/results/iterations_<env>_<device>_<agents>x<envs>_<dtype>.json.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 
@@ -24,16 +23,11 @@ import envs
 import purejax_fasttd3 as ft
 
 
-def timed_run(config: dict, agents: int, seed: int = 0) -> tuple[float, float]:
-    """(compile seconds, run seconds) of `agents` vmapped agents."""
+def timed_run(config: dict, agents: int, seed: int = 0) -> ft.Timed:
+    """Compile and run times (and the executable) of `agents` vmapped agents; output dropped."""
     train = jax.jit(jax.vmap(ft.make_train(config)))
     rngs = jax.random.split(jax.random.PRNGKey(seed), agents)
-    start = time.perf_counter()
-    compiled = train.lower(rngs).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(rngs))
-    return compile_s, time.perf_counter() - start
+    return ft.compile_and_run(train, rngs)._replace(out=None)
 
 
 def main() -> None:
@@ -57,9 +51,9 @@ def main() -> None:
         timing = {"TOTAL_TIMESTEPS": total, "EVAL_INTERVAL": total, "NUM_EVAL_ENVS": 0, "PROGRESS": False}
         config = ft.make_config(args.env, **{**overrides, **timing})
         runs[total] = timed_run(config, args.agents)
-        print(f"{total} iterations: compile {runs[total][0]:.1f} s, run {runs[total][1]:.2f} s")
+        print(f"{total} iterations: compile {runs[total].compile_seconds:.1f} s, run {runs[total].run_seconds:.2f} s")
 
-    extra_time = runs[short_total + args.iterations][1] - runs[short_total][1]
+    extra_time = runs[short_total + args.iterations].run_seconds - runs[short_total].run_seconds
     per_second = args.iterations / extra_time
     env = envs.make_env(base)
     info = environment()
@@ -76,7 +70,7 @@ def main() -> None:
         "iterations_per_second": per_second,  # all agents advance one iteration together
         "agent_iterations_per_second": per_second * args.agents,
         "env_steps_per_second": per_second * args.agents * base["NUM_ENVS"],
-        "compile_seconds": runs[short_total + args.iterations][0],
+        "compile_seconds": runs[short_total + args.iterations].compile_seconds,
         "replay_bytes_per_agent": ft.replay_bytes(base, env),
         "overrides": overrides,
         **info,

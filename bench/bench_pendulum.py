@@ -12,7 +12,6 @@ Writes bench/results/pendulum_<device>.json.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import numpy as np
@@ -33,12 +32,7 @@ def main() -> None:
     config = ft.make_config("Pendulum-v1", PROGRESS=False)
     train = jax.jit(jax.vmap(ft.make_train(config)))
     rngs = jax.random.split(jax.random.PRNGKey(0), args.seeds)
-    start = time.perf_counter()
-    compiled = train.lower(rngs).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(rngs))
-    run_s = time.perf_counter() - start
+    out, _, compile_s, run_s = ft.compile_and_run(train, rngs)
 
     returns = np.asarray(out["metrics"]["eval_return"])  # [seeds, evals]
     env_steps = np.asarray(out["metrics"]["env_steps"][0])

@@ -22,6 +22,30 @@ def save_figure(fig, path) -> Path:
     return path
 
 
+def draw_per_combo(sweep: dict, results_dir, kind: str, figure) -> list[Path]:
+    """`figure(sweep, combo)` for every static combination, saved as
+    RESULTS_DIR/plots/<kind>_combo_XXX.png."""
+    out_dir = Path(results_dir) / "plots"
+    return [
+        save_figure(figure(sweep, combo), out_dir / f"{kind}_combo_{combo['index']:03d}.png")
+        for combo in sweep["combos"]
+    ]
+
+
+def results_dir_main(argv, description: str, draw) -> list[Path]:
+    """The command line of a per-sweep plot script: `script.py RESULTS_DIR`."""
+    import argparse
+
+    from plots.results import load_sweep
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results_dir", type=Path)
+    args = parser.parse_args(argv)
+    paths = draw(load_sweep(args.results_dir), args.results_dir)
+    print("\n".join(map(str, paths)))
+    return paths
+
+
 def message_figure(title: str, message: str):
     """A figure that says why there is nothing to plot, so every expected PNG still exists."""
     fig, ax = plt.subplots(figsize=(6, 3))

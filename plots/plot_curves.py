@@ -8,7 +8,6 @@ One colour per grid point: the IQM over finite seeds with a 95% percentile-boots
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the `plots
 
 import numpy as np  # noqa: E402
 
-from plots.figures import category_colors, message_figure, plt, save_figure  # noqa: E402
+from plots.figures import draw_per_combo, results_dir_main, category_colors, message_figure, plt  # noqa: E402
 from plots.results import (  # noqa: E402
     bootstrap_ci,
     combo_title,
@@ -25,7 +24,6 @@ from plots.results import (  # noqa: E402
     finite_agents,
     grid_points,
     iqm,
-    load_sweep,
 )
 
 MAX_SEED_LINES = 8  # beyond this, per-seed lines clutter more than they inform
@@ -33,21 +31,12 @@ MAX_SEED_LINES = 8  # beyond this, per-seed lines clutter more than they inform
 
 def main(argv=None) -> list[Path]:
     """Draw the curves of every combination in RESULTS_DIR; returns the PNG paths."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results_dir", type=Path)
-    args = parser.parse_args(argv)
-    paths = draw_curves(load_sweep(args.results_dir), args.results_dir)
-    print("\n".join(map(str, paths)))
-    return paths
+    return results_dir_main(argv, __doc__, draw_curves)
 
 
 def draw_curves(sweep: dict, results_dir) -> list[Path]:
     """One curves_combo_XXX.png per combination under RESULTS_DIR/plots."""
-    out_dir = Path(results_dir) / "plots"
-    return [
-        save_figure(curves_figure(sweep, combo), out_dir / f"curves_combo_{combo['index']:03d}.png")
-        for combo in sweep["combos"]
-    ]
+    return draw_per_combo(sweep, results_dir, "curves", curves_figure)
 
 
 def curves_figure(sweep: dict, combo: dict):

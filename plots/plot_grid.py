@@ -9,7 +9,6 @@ chart of grid points otherwise (no grid, or more than two parameters).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,8 +17,8 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the `plots
 
 import numpy as np  # noqa: E402
 
-from plots.figures import message_figure, plt, save_figure  # noqa: E402
-from plots.results import combo_title, describe, format_value, grid_table, load_sweep  # noqa: E402
+from plots.figures import draw_per_combo, results_dir_main, message_figure, plt  # noqa: E402
+from plots.results import combo_title, describe, format_value, grid_table  # noqa: E402
 
 VALUE_LABEL = "final eval return (IQM, 95% CI)"
 LOG_SPAN = 10.0  # positive values spanning more than this factor get a log axis
@@ -27,21 +26,12 @@ LOG_SPAN = 10.0  # positive values spanning more than this factor get a log axis
 
 def main(argv=None) -> list[Path]:
     """Draw the grid figure of every combination in RESULTS_DIR; returns the PNG paths."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results_dir", type=Path)
-    args = parser.parse_args(argv)
-    paths = draw_grid(load_sweep(args.results_dir), args.results_dir)
-    print("\n".join(map(str, paths)))
-    return paths
+    return results_dir_main(argv, __doc__, draw_grid)
 
 
 def draw_grid(sweep: dict, results_dir) -> list[Path]:
     """One grid_combo_XXX.png per combination under RESULTS_DIR/plots."""
-    out_dir = Path(results_dir) / "plots"
-    return [
-        save_figure(grid_figure(sweep, combo), out_dir / f"grid_combo_{combo['index']:03d}.png")
-        for combo in sweep["combos"]
-    ]
+    return draw_per_combo(sweep, results_dir, "grid", grid_figure)
 
 
 def grid_figure(sweep: dict, combo: dict):
