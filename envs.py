@@ -94,7 +94,9 @@ def make_env(config: dict) -> Env:
     return make(name, config["EPISODE_LENGTH"], config["ACTION_REPEAT"], config["IMPL"])
 
 
-def _assemble(backend, name, obs_dim, privileged_dim, action_dim, episode_length, action_repeat, reset, sim_step):
+def _assemble(
+    backend, name, obs_dim, privileged_dim, action_dim, episode_length, action_repeat, reset, sim_step
+):
     """Adds action clipping, action repeat, the time limit and auto-reset to a back-end.
 
     `reset(key) -> EnvState`; `sim_step(state, action in [-1, 1], key) -> (state, reward,
@@ -160,7 +162,9 @@ def _make_gymnax(env_name: str, episode_length: int, action_repeat: int, impl: s
         state = EnvState(sim, obs.astype(jnp.float32), no_privileged, state.steps + 1)
         return state, reward.astype(jnp.float32), jnp.asarray(terminated, bool)
 
-    return _assemble(gym_env, env_name, obs_dim, 0, action_dim, episode_length, action_repeat, reset, sim_step)
+    return _assemble(
+        gym_env, env_name, obs_dim, 0, action_dim, episode_length, action_repeat, reset, sim_step
+    )
 
 
 # ==================================================================================================
@@ -211,5 +215,13 @@ def _make_playground(env_name: str, episode_length: int, action_repeat: int, imp
         return as_state(sim, state.steps + 1), sim.reward, sim.done > 0.5
 
     return _assemble(
-        task, env_name, obs_dim, privileged_dim, int(task.action_size), episode_length, action_repeat, reset, sim_step
+        task,
+        env_name,
+        obs_dim,
+        privileged_dim,
+        int(task.action_size),
+        episode_length,
+        action_repeat,
+        reset,
+        sim_step,
     )

@@ -229,12 +229,10 @@ def _validate(c: dict) -> None:
     require(
         c["BATCH_SIZE"] % c["NUM_ENVS"] == 0,
         "BATCH_SIZE",
-        f"it must be a multiple of NUM_ENVS={c['NUM_ENVS']} (each env gives BATCH_SIZE // "
-        "NUM_ENVS samples)",
+        f"it must be a multiple of NUM_ENVS={c['NUM_ENVS']} (each env gives BATCH_SIZE // NUM_ENVS samples)",
     )
     require(
-        c["TOTAL_TIMESTEPS"] >= c["EVAL_INTERVAL"]
-        and c["TOTAL_TIMESTEPS"] % c["EVAL_INTERVAL"] == 0,
+        c["TOTAL_TIMESTEPS"] >= c["EVAL_INTERVAL"] and c["TOTAL_TIMESTEPS"] % c["EVAL_INTERVAL"] == 0,
         "TOTAL_TIMESTEPS",
         f"it counts iterations run in eval chunks, so it must be a positive multiple of "
         f"EVAL_INTERVAL={c['EVAL_INTERVAL']}",
@@ -264,9 +262,16 @@ def validate_hparams(h: dict) -> None:
     require(0.0 <= h["STD_MIN"] <= h["STD_MAX"], "STD_MIN", f"need 0 <= STD_MIN <= STD_MAX={h['STD_MAX']!r}")
     require(0.0 < h["GAMMA"] <= 1.0, "GAMMA", "it must lie in (0, 1]")
     require(0.0 < h["TAU"] <= 1.0, "TAU", "it must lie in (0, 1]")
-    for key in ("CRITIC_LEARNING_RATE", "ACTOR_LEARNING_RATE", "CRITIC_LEARNING_RATE_END",
-                "ACTOR_LEARNING_RATE_END", "WEIGHT_DECAY", "POLICY_NOISE", "NOISE_CLIP",
-                "INIT_SCALE"):
+    for key in (
+        "CRITIC_LEARNING_RATE",
+        "ACTOR_LEARNING_RATE",
+        "CRITIC_LEARNING_RATE_END",
+        "ACTOR_LEARNING_RATE_END",
+        "WEIGHT_DECAY",
+        "POLICY_NOISE",
+        "NOISE_CLIP",
+        "INIT_SCALE",
+    ):
         require(h[key] >= 0.0, key, "it must be non-negative")
 
 
@@ -462,9 +467,7 @@ def buffer_add(buf: ReplayBuffer, obs, privileged, action, step: envs.StepOutput
         done=buf.done.at[slot].set(step.done),
         truncated=buf.truncated.at[slot].set(step.truncated),
         final_index=buf.final_index.at[slot].set(final_row),
-        final_obs=buf.final_obs.at[final_row, envs_idx].set(
-            jnp.where(step.truncated[:, None], final, kept)
-        ),
+        final_obs=buf.final_obs.at[final_row, envs_idx].set(jnp.where(step.truncated[:, None], final, kept)),
         num_truncations=buf.num_truncations + step.truncated,
         ptr=buf.ptr + 1,
     )
@@ -661,9 +664,7 @@ def make_train(config: dict):
             )
 
         def apply_adamw(params, opt_state, grads, lr):
-            opt_state = opt_state._replace(
-                hyperparams={**opt_state.hyperparams, "learning_rate": lr}
-            )
+            opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
             updates, opt_state = adamw().update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state
 
@@ -724,9 +725,7 @@ def make_train(config: dict):
             )
             # No target actor: the online actor proposes the next action (spec §3.1).
             next_action = jnp.clip(actor.apply(ts.actor_params, next_obs) + smoothing, -1.0, 1.0)
-            target_probs = jax.nn.softmax(
-                twin_critic(ts.target_critic_params, next_critic_obs, next_action)
-            )
+            target_probs = jax.nn.softmax(twin_critic(ts.target_critic_params, next_critic_obs, next_action))
             project = lambda p: categorical_projection(  # noqa: E731
                 p, batch.reward, batch.bootstrap, batch.discount, hp["V_MIN"], hp["V_MAX"]
             )
@@ -768,9 +767,11 @@ def make_train(config: dict):
             # Sample once for all updates, then split: the buffer does not change in between.
             batches = buffer_sample(buffer, key_sample, num_updates * per_env, n_steps, hp["GAMMA"])
             batches = jax.tree.map(
-                lambda x: x.reshape(num_envs, num_updates, per_env, *x.shape[1:])
-                .swapaxes(0, 1)
-                .reshape(num_updates, num_envs * per_env, *x.shape[1:]),
+                lambda x: (
+                    x.reshape(num_envs, num_updates, per_env, *x.shape[1:])
+                    .swapaxes(0, 1)
+                    .reshape(num_updates, num_envs * per_env, *x.shape[1:])
+                ),
                 batches,
             )
             zero = jnp.float32(0.0)
@@ -814,10 +815,10 @@ def make_train(config: dict):
             ts = ts._replace(obs_norm=obs_norm)
             policy_action = actor.apply(ts.actor_params, obs)
             # Exploration noise is not clipped here; the env clips, the buffer keeps it raw.
-            action = policy_action + jax.random.normal(k_act, policy_action.shape) * runner.noise_scale[:, None]
-            env_state, step = jax.vmap(env.step)(
-                runner.env_state, action, jax.random.split(k_step, num_envs)
+            action = (
+                policy_action + jax.random.normal(k_act, policy_action.shape) * runner.noise_scale[:, None]
             )
+            env_state, step = jax.vmap(env.step)(runner.env_state, action, jax.random.split(k_step, num_envs))
             buffer = buffer_add(
                 runner.buffer, runner.env_state.obs, runner.env_state.privileged, action, step
             )
@@ -868,9 +869,8 @@ def make_train(config: dict):
             metrics = {
                 "env_steps": (chunk + 1) * eval_interval * num_envs,
                 "eval_return": evaluate(runner.train_state),
-                "train_return": stats.finished_return / jnp.where(
-                    stats.finished_episodes > 0, stats.finished_episodes, jnp.nan
-                ),
+                "train_return": stats.finished_return
+                / jnp.where(stats.finished_episodes > 0, stats.finished_episodes, jnp.nan),
                 "critic_loss": stats.critic_loss / stats.critic_updates,
                 "actor_loss": stats.actor_loss / stats.actor_updates,
                 "q_mean": stats.q_mean / stats.critic_updates,
@@ -897,9 +897,7 @@ def _resolve_hparams(config: dict, hparams) -> dict:
         return hp
     unknown = set(hparams) - set(HPARAM_DEFAULTS)
     if unknown:
-        raise ValueError(
-            f"Unknown hparams {sorted(unknown)}; traced settings are {sorted(HPARAM_DEFAULTS)}."
-        )
+        raise ValueError(f"Unknown hparams {sorted(unknown)}; traced settings are {sorted(HPARAM_DEFAULTS)}.")
     hp.update({key: jnp.asarray(value, jnp.float32) for key, value in hparams.items()})
     return hp
 

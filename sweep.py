@@ -58,7 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--env", default="Pendulum-v1", help="task: gymnax or MuJoCo Playground name")
     parser.add_argument("--seeds", type=int, default=8, help="seeds per grid point")
-    parser.add_argument("--seed", type=int, default=0, help="master PRNG seed; seed i uses split(PRNGKey(seed), seeds)[i]")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="master PRNG seed; seed i uses split(PRNGKey(seed), seeds)[i]"
+    )
     parser.add_argument(
         "--grid",
         action="append",
@@ -76,11 +78,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "compilations; a traced key takes one value here (sweep it with --grid)",
     )
     parser.add_argument("--out", default=None, help="results folder (default: results/<env>)")
-    parser.add_argument("--chunk", type=int, default=None, help="agents per device call (default: from free memory)")
-    parser.add_argument("--save-policies", action="store_true", help="also store every agent's final actor and normalizer")
+    parser.add_argument(
+        "--chunk", type=int, default=None, help="agents per device call (default: from free memory)"
+    )
+    parser.add_argument(
+        "--save-policies", action="store_true", help="also store every agent's final actor and normalizer"
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip drawing the plots at the end")
     parser.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
-    parser.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
+    parser.add_argument(
+        "--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)"
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
@@ -129,9 +137,7 @@ def parse_set(items: list[str]) -> tuple[dict, dict[str, list]]:
     for item in items:
         key, raw_values = _split_assignment("--set", item)
         if key in ft.HPARAM_DEFAULTS and len(raw_values) > 1:
-            raise ValueError(
-                f"--set {item}: {key} is traced; sweep it inside one program with --grid {item}"
-            )
+            raise ValueError(f"--set {item}: {key} is traced; sweep it inside one program with --grid {item}")
         values = [ft.check_setting(key, _typed(key, raw)) for raw in raw_values]
         if len(values) == 1:
             fixed[key] = values[0]
@@ -180,8 +186,7 @@ def agent_hparams(config: dict, points: list[dict], seeds: int) -> dict[str, np.
     for point in per_point:
         ft.validate_hparams(point)
     return {
-        key: np.repeat(np.array([p[key] for p in per_point], np.float32), seeds)
-        for key in ft.HPARAM_DEFAULTS
+        key: np.repeat(np.array([p[key] for p in per_point], np.float32), seeds) for key in ft.HPARAM_DEFAULTS
     }
 
 
@@ -199,7 +204,9 @@ def bytes_per_agent(config: dict, env: envs.Env) -> dict[str, int]:
     # Actor: params + 2 Adam moments; twin critics: params, target and 2 moments.
     networks = 3 * size(actor_params) + 2 * 4 * size(critic_params)
     env_state = size(jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, num_envs)))
-    eval_state = size(jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, max(config["NUM_EVAL_ENVS"], 1))))
+    eval_state = size(
+        jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, max(config["NUM_EVAL_ENVS"], 1)))
+    )
     h = config["CRITIC_HIDDEN_DIM"]
     batch = config["BATCH_SIZE"]
     sample = config["NUM_UPDATES"] * batch * (2 * obs_in + env.action_dim + 4) * 4
@@ -364,8 +371,10 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
     mesh = jax.sharding.Mesh(np.array(devices), ("agents",))
     total = len(points) * args.seeds
     seed_rngs = np.asarray(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))
-    print(f"{args.env}: {len(combos)} static combination(s) x {len(points)} grid point(s) x "
-          f"{args.seeds} seeds = {total * len(combos)} agents on {len(devices)} {devices[0].device_kind}")
+    print(
+        f"{args.env}: {len(combos)} static combination(s) x {len(points)} grid point(s) x "
+        f"{args.seeds} seeds = {total * len(combos)} agents on {len(devices)} {devices[0].device_kind}"
+    )
     start = time.perf_counter()
     for c, (combo, config, hp) in enumerate(zip(combos, configs, hparams)):
         combo_dir = out / f"combo_{c:03d}"
@@ -382,8 +391,10 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         free = free_device_memory(devices)
         chunk = choose_chunk(per_agent, free, len(devices), total, args.chunk)
         parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
-        print(f"{label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
-              f"{free / 2**30:.1f} GiB free -> {chunk} agents per call")
+        print(
+            f"{label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
+            f"{free / 2**30:.1f} GiB free -> {chunk} agents per call"
+        )
         ranges = pending_ranges(done, total, chunk)
         if done:
             print(f"{label}: resuming, {len(done)} of {total} agents already finished")
@@ -404,19 +415,25 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
             run_s = time.perf_counter() - t0
             n = len(agents)
             metrics = {name: values[:n] for name, values in result["metrics"].items()}
-            flagged = agents[~finite_agents({"agent": agents, **{f"metric_{k}": v for k, v in metrics.items()}})].tolist()
+            flagged = agents[
+                ~finite_agents({"agent": agents, **{f"metric_{k}": v for k, v in metrics.items()}})
+            ].tolist()
             arrays = {
                 "agent": agents,
                 "grid_index": agents // args.seeds,
                 "seed_index": agents % args.seeds,
                 **{f"hparam_{key}": chunk_hp[key][:n] for key in ft.HPARAM_DEFAULTS},
                 **{f"metric_{name}": metrics[name] for name in METRICS},
-                "meta": np.array(json.dumps({
-                    **_environment(),
-                    "compile_seconds": compile_s,
-                    "run_seconds": run_s,
-                    "nonfinite_agents": flagged,
-                })),
+                "meta": np.array(
+                    json.dumps(
+                        {
+                            **_environment(),
+                            "compile_seconds": compile_s,
+                            "run_seconds": run_s,
+                            "nonfinite_agents": flagged,
+                        }
+                    )
+                ),
             }
             if args.save_policies:
                 policies = jax.tree.map(lambda x: x[:n], result["policy"])
@@ -424,10 +441,12 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
             if jax.process_index() == 0:
                 _write_npz(combo_dir / f"agents_{lo:06d}-{hi:06d}.npz", arrays)
             elapsed = time.perf_counter() - start
-            remaining = sum(b - a for a, b in ranges[k + 1:])
+            remaining = sum(b - a for a, b in ranges[k + 1 :])
             eta = run_s / n * remaining
-            print(f"{label}: agents {lo}-{hi - 1} done in {run_s:.1f} s "
-                  f"({k + 1}/{len(ranges)} calls; elapsed {elapsed:.0f} s, ETA for this combination {eta:.0f} s)")
+            print(
+                f"{label}: agents {lo}-{hi - 1} done in {run_s:.1f} s "
+                f"({k + 1}/{len(ranges)} calls; elapsed {elapsed:.0f} s, ETA for this combination {eta:.0f} s)"
+            )
             if flagged:
                 print(f"  WARNING: non-finite losses or returns in agents {flagged}; kept going")
     return out
@@ -443,14 +462,22 @@ def summarize(out: pathlib.Path) -> list[dict]:
     for c, combo in enumerate(sweep["combos"]):
         table = sorted(grid_table(combo), key=lambda r: -np.nan_to_num(r["iqm"], nan=-np.inf))
         settings = combo.get("settings") or {}
-        where = f"combo {c} ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else f"combo {c}"
+        where = (
+            f"combo {c} ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else f"combo {c}"
+        )
         print(f"\n{where}: final eval return over seeds, ranked by IQM")
-        print(f"{'grid point':40s} {'seeds':>5s} {'mean':>9s} {'IQM':>9s} {'95% CI':>21s} {'non-finite':>10s}")
+        print(
+            f"{'grid point':40s} {'seeds':>5s} {'mean':>9s} {'IQM':>9s} {'95% CI':>21s} {'non-finite':>10s}"
+        )
         for row in table:
             point = ", ".join(f"{k}={v:g}" for k, v in row["grid"].items()) or "(defaults)"
             ci = f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
-            print(f"{point:40s} {row['seeds']:5d} {row['mean']:9.1f} {row['iqm']:9.1f} {ci:>21s} {row['nonfinite']:10d}")
-            rows.append({"combo": c, **settings, **row["grid"], **{k: v for k, v in row.items() if k != "grid"}})
+            print(
+                f"{point:40s} {row['seeds']:5d} {row['mean']:9.1f} {row['iqm']:9.1f} {ci:>21s} {row['nonfinite']:10d}"
+            )
+            rows.append(
+                {"combo": c, **settings, **row["grid"], **{k: v for k, v in row.items() if k != "grid"}}
+            )
     _write_csv(out / "summary.csv", rows)
     return rows
 

@@ -51,7 +51,9 @@ def main() -> None:
         timing = {"TOTAL_TIMESTEPS": total, "EVAL_INTERVAL": total, "NUM_EVAL_ENVS": 0, "PROGRESS": False}
         config = ft.make_config(args.env, **{**overrides, **timing})
         runs[total] = timed_run(config, args.agents)
-        print(f"{total} iterations: compile {runs[total].compile_seconds:.1f} s, run {runs[total].run_seconds:.2f} s")
+        print(
+            f"{total} iterations: compile {runs[total].compile_seconds:.1f} s, run {runs[total].run_seconds:.2f} s"
+        )
 
     extra_time = runs[short_total + args.iterations].run_seconds - runs[short_total].run_seconds
     per_second = args.iterations / extra_time
@@ -76,8 +78,12 @@ def main() -> None:
         **info,
     }
     device = info["device"].replace(" ", "_")
-    name = f"iterations_{args.env}_{device}_{args.agents}x{base['NUM_ENVS']}_{base['COMPUTE_DTYPE']}{args.tag}"
-    print(f"{per_second:.2f} iterations/s ({per_second * args.agents:.2f} agent-iterations/s) on {info['device']}")
+    name = (
+        f"iterations_{args.env}_{device}_{args.agents}x{base['NUM_ENVS']}_{base['COMPUTE_DTYPE']}{args.tag}"
+    )
+    print(
+        f"{per_second:.2f} iterations/s ({per_second * args.agents:.2f} agent-iterations/s) on {info['device']}"
+    )
     write(name, result)
 
 

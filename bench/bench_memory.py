@@ -46,8 +46,10 @@ def main() -> None:
             "reference_bytes_per_transition": reference,
             "ratio_to_reference": ours / reference,
         }
-        print(f"{task}: {ours:.1f} B/transition vs reference {reference} ({ours / reference:.2f}x), "
-              f"{total / 2**30:.2f} GiB per agent")
+        print(
+            f"{task}: {ours:.1f} B/transition vs reference {reference} ({ours / reference:.2f}x), "
+            f"{total / 2**30:.2f} GiB per agent"
+        )
     write("memory", {"benchmark": "replay_memory", "tasks": rows, **environment()})
 
 

@@ -95,8 +95,14 @@ def compiled_memory(compiled) -> dict | None:
         return None
     if stats is None:
         return None
-    fields = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes",
-              "alias_size_in_bytes", "generated_code_size_in_bytes", "peak_memory_in_bytes")
+    fields = (
+        "temp_size_in_bytes",
+        "argument_size_in_bytes",
+        "output_size_in_bytes",
+        "alias_size_in_bytes",
+        "generated_code_size_in_bytes",
+        "peak_memory_in_bytes",
+    )
     out = {f: int(getattr(stats, f)) for f in fields if getattr(stats, f, None) is not None}
     out["total_bytes"] = sum(out.get(f, 0) for f in fields[:3])
     return out
@@ -119,10 +125,18 @@ def is_out_of_memory(error: BaseException) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="CheetahRun")
-    parser.add_argument("--agents", type=_int_list, default=_int_list(DEFAULT_AGENTS),
-                        help=f"comma-separated vmapped agent counts (default {DEFAULT_AGENTS})")
-    parser.add_argument("--iterations", type=_int_list, default=[100],
-                        help="timed learning iterations: one value, or one per agent count")
+    parser.add_argument(
+        "--agents",
+        type=_int_list,
+        default=_int_list(DEFAULT_AGENTS),
+        help=f"comma-separated vmapped agent counts (default {DEFAULT_AGENTS})",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=_int_list,
+        default=[100],
+        help="timed learning iterations: one value, or one per agent count",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--tag", default="", help="suffix for the result file name")
     parser.add_argument("--seed", type=int, default=0)
@@ -165,24 +179,43 @@ def main() -> None:
         "xla_python_client_mem_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
         "rows": [],
     }
-    print(f"{args.env}: {base['NUM_ENVS']} envs, batch {base['BATCH_SIZE']}, {base['NUM_STEPS']}-step, "
-          f"{base['COMPUTE_DTYPE']} on {info['device']}; agents {agents_list}", flush=True)
+    print(
+        f"{args.env}: {base['NUM_ENVS']} envs, batch {base['BATCH_SIZE']}, {base['NUM_STEPS']}-step, "
+        f"{base['COMPUTE_DTYPE']} on {info['device']}; agents {agents_list}",
+        flush=True,
+    )
 
     for agents in agents_list:
         timed = iterations[agents]
-        row = {"agents": agents, "timed_iterations": timed, "iterations_per_second": None,
-               "agent_iterations_per_second": None, "env_steps_per_second": None,
-               "compile_seconds": None, "run_seconds": None, "peak_memory_bytes": None,
-               "compiled_memory_bytes": None, "compiled_memory": None, "status": "ok"}
+        row = {
+            "agents": agents,
+            "timed_iterations": timed,
+            "iterations_per_second": None,
+            "agent_iterations_per_second": None,
+            "env_steps_per_second": None,
+            "compile_seconds": None,
+            "run_seconds": None,
+            "peak_memory_bytes": None,
+            "compiled_memory_bytes": None,
+            "compiled_memory": None,
+            "status": "ok",
+        }
         runs = {}
         try:
             for total in (short_total, short_total + timed):
-                timing = {"TOTAL_TIMESTEPS": total, "EVAL_INTERVAL": total, "NUM_EVAL_ENVS": 0,
-                          "PROGRESS": False}
+                timing = {
+                    "TOTAL_TIMESTEPS": total,
+                    "EVAL_INTERVAL": total,
+                    "NUM_EVAL_ENVS": 0,
+                    "PROGRESS": False,
+                }
                 config = ft.make_config(args.env, **{**overrides, **timing})
                 runs[total] = timed_run(config, agents, seed=args.seed)
-                print(f"  {agents} agents, {total} iterations: compile {runs[total].compile_seconds:.1f} s, "
-                      f"run {runs[total].run_seconds:.2f} s", flush=True)
+                print(
+                    f"  {agents} agents, {total} iterations: compile {runs[total].compile_seconds:.1f} s, "
+                    f"run {runs[total].run_seconds:.2f} s",
+                    flush=True,
+                )
             memory = compiled_memory(runs[short_total + timed].compiled)
             runs = {total: run._replace(compiled=None) for total, run in runs.items()}
         except Exception as error:  # noqa: BLE001 - only out-of-memory is recorded, the rest re-raised
@@ -192,8 +225,10 @@ def main() -> None:
             row["error"] = str(error).splitlines()[0][:500]
             row["peak_memory_bytes"], result["peak_memory_source"] = peak_memory()
             result["rows"].append(row)
-            print(f"  {agents} agents: out of memory; skipping {[n for n in agents_list if n > agents]}",
-                  flush=True)
+            print(
+                f"  {agents} agents: out of memory; skipping {[n for n in agents_list if n > agents]}",
+                flush=True,
+            )
             write(name, result)
             break
 
@@ -212,9 +247,12 @@ def main() -> None:
         row["load_average_1min"] = os.getloadavg()[0]  # host load at the end (shared machines)
         result["rows"].append(row)
         compiled_gib = f"{memory['total_bytes'] / 2**30:.2f} GiB" if memory else "n/a"
-        print(f"{agents:>5} agents: {per_second:8.2f} it/s, {per_second * agents:9.1f} agent-it/s, "
-              f"peak {row['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']}), "
-              f"compiled {compiled_gib}", flush=True)
+        print(
+            f"{agents:>5} agents: {per_second:8.2f} it/s, {per_second * agents:9.1f} agent-it/s, "
+            f"peak {row['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']}), "
+            f"compiled {compiled_gib}",
+            flush=True,
+        )
         write(name, result)
 
 

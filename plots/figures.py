@@ -38,7 +38,9 @@ def results_dir_main(argv, description: str, draw) -> list[Path]:
 
     from plots.results import load_sweep
 
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("results_dir", type=Path)
     args = parser.parse_args(argv)
     paths = draw(load_sweep(args.results_dir), args.results_dir)

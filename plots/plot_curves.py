@@ -60,8 +60,12 @@ def curves_figure(sweep: dict, combo: dict):
     ax.set_ylabel("eval return (IQM over seeds, 95% bootstrap CI)")
     ax.set_title(combo_title(sweep, combo))
     ax.grid(alpha=0.3)
-    ax.legend(title=" / ".join(combo["grid"]) or None, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              fontsize="small")
+    ax.legend(
+        title=" / ".join(combo["grid"]) or None,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize="small",
+    )
     return fig
 
 

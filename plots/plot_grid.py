@@ -75,8 +75,13 @@ def line_figure(rows: list[dict], key: str):
     ax.minorticks_off()
     for row, x_value, y_value in zip(rows, x, y):
         if np.isfinite(y_value):
-            ax.annotate(seeds_note(row), (x_value, y_value), textcoords="offset points", xytext=(6, 6),
-                        fontsize="small")
+            ax.annotate(
+                seeds_note(row),
+                (x_value, y_value),
+                textcoords="offset points",
+                xytext=(6, 6),
+                fontsize="small",
+            )
     ax.set_xlabel(key)
     ax.set_ylabel(VALUE_LABEL)
     ax.grid(alpha=0.3)
@@ -94,8 +99,15 @@ def heatmap_figure(rows: list[dict], grid: dict):
     fig.colorbar(image, ax=ax, label=VALUE_LABEL)
     midpoint = np.nanmean([np.nanmin(iqms), np.nanmax(iqms)])
     for row, (i, j) in zip(rows, np.ndindex(shape)):
-        ax.text(j, i, cell_text(row), ha="center", va="center", fontsize="small",
-                color="white" if iqms[i, j] < midpoint else "black")
+        ax.text(
+            j,
+            i,
+            cell_text(row),
+            ha="center",
+            va="center",
+            fontsize="small",
+            color="white" if iqms[i, j] < midpoint else "black",
+        )
     ax.set_xticks(range(shape[1]), [format_value(value) for value in col_values])
     ax.set_yticks(range(shape[0]), [format_value(value) for value in row_values])
     ax.set_xlabel(col_key)
@@ -116,8 +128,14 @@ def ranked_figure(rows: list[dict]):
     labels = [f"{describe(row['grid'])} ({seeds_note(row)})" for row in ranked]
     fig, ax = plt.subplots(figsize=(8, 1.5 + 0.4 * len(ranked)))
     positions = np.arange(len(ranked))
-    ax.barh(positions, [row["iqm"] for row in ranked], xerr=error_bars(ranked), capsize=3,
-            color="tab:blue", alpha=0.8)
+    ax.barh(
+        positions,
+        [row["iqm"] for row in ranked],
+        xerr=error_bars(ranked),
+        capsize=3,
+        color="tab:blue",
+        alpha=0.8,
+    )
     ax.set_yticks(positions, labels)
     ax.invert_yaxis()
     ax.axvline(0.0, color="black", linewidth=0.8)

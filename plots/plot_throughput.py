@@ -25,7 +25,9 @@ TITLE = "FastTD3X throughput: agent-iterations per second"
 
 def main(argv=None) -> Path:
     """Draw the throughput figure; returns the PNG path."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("bench_dir", nargs="?", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("out_png", nargs="?", type=Path, default=REPO / "plots" / "throughput.png")
     args = parser.parse_args(argv)
@@ -64,8 +66,13 @@ def throughput_figure(scaling: list[dict], iterations: list[dict], bench_dir: Pa
     fig, ax = plt.subplots(figsize=(8, 5))
     for record in scaling:
         rows = sorted(measured_rows(record), key=lambda row: row["agents"])
-        ax.plot([row["agents"] for row in rows], [row["agent_iterations_per_second"] for row in rows], "o-",
-                color=colors[record["env"], record["device"]], label=f"{series_label(record)} (scaling)")
+        ax.plot(
+            [row["agents"] for row in rows],
+            [row["agent_iterations_per_second"] for row in rows],
+            "o-",
+            color=colors[record["env"], record["device"]],
+            label=f"{series_label(record)} (scaling)",
+        )
     for label, records in group_iterations(iterations).items():
         throughput = [record["agent_iterations_per_second"] for record in records]
         color = colors[records[0]["env"], records[0]["device"]]
@@ -73,8 +80,10 @@ def throughput_figure(scaling: list[dict], iterations: list[dict], bench_dir: Pa
         ax.plot(agents, throughput, "s--", color=color, label=f"{label} (iterations)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    counts = sorted({row["agents"] for record in scaling for row in measured_rows(record)}
-                    | {record["agents"] for record in iterations})
+    counts = sorted(
+        {row["agents"] for record in scaling for row in measured_rows(record)}
+        | {record["agents"] for record in iterations}
+    )
     ax.set_xticks(counts, [str(count) for count in counts])  # agent counts, not 2x10^0
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("agents trained at once (vmapped on one device)")

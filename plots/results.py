@@ -167,14 +167,16 @@ def grid_table(combo: dict, reps: int = 2000, alpha: float = 0.05, seed: int = 0
         present = grid_index == index
         values = final[present & finite]
         low, high = bootstrap_ci(values, iqm, reps, alpha, seed)
-        rows.append({
-            "grid_index": index,
-            "grid": point,
-            "seeds": int(present.sum()),
-            "nonfinite": int((present & ~finite).sum()),
-            "mean": float(values.mean()) if len(values) else np.nan,
-            "iqm": float(iqm(values)),
-            "ci_low": float(low),
-            "ci_high": float(high),
-        })
+        rows.append(
+            {
+                "grid_index": index,
+                "grid": point,
+                "seeds": int(present.sum()),
+                "nonfinite": int((present & ~finite).sum()),
+                "mean": float(values.mean()) if len(values) else np.nan,
+                "iqm": float(iqm(values)),
+                "ci_low": float(low),
+                "ci_high": float(high),
+            }
+        )
     return rows

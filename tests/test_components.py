@@ -163,8 +163,7 @@ def history():
             jnp.asarray(h["final_obs"][t]),
             jnp.asarray(h["final_priv"][t]),
         )
-        buf = add(buf, jnp.asarray(h["obs"][t]), jnp.asarray(h["priv"][t]),
-                  jnp.asarray(h["action"][t]), step)
+        buf = add(buf, jnp.asarray(h["obs"][t]), jnp.asarray(h["priv"][t]), jnp.asarray(h["action"][t]), step)
         snapshots[t + 1] = buf
     h["snapshots"] = snapshots
     return h
@@ -280,8 +279,10 @@ def test_normalizer_matches_reference_rule():
     """Mean, var, count and normalize() follow §6.1 over batches of varied sizes from count 0."""
     rng = np.random.default_rng(0)
     dim = 4
-    batches = [rng.normal(loc=3.0 * k, scale=1.0 + k, size=(nb, dim)).astype(np.float32)
-               for k, nb in enumerate([7, 1, 33, 5, 128])]
+    batches = [
+        rng.normal(loc=3.0 * k, scale=1.0 + k, size=(nb, dim)).astype(np.float32)
+        for k, nb in enumerate([7, 1, 33, 5, 128])
+    ]
     batches.append(rng.normal(size=(2, 3, dim)).astype(np.float32))  # leading dims are flattened
     norm = ft.normalizer_init(dim)
     for i, x in enumerate(batches):
@@ -291,8 +292,12 @@ def test_normalizer_matches_reference_rule():
         np.testing.assert_allclose(np.asarray(norm.var), var, rtol=1e-5, atol=1e-5)
         assert float(norm.count) == count
     x = rng.normal(size=(10, dim)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(ft.normalize(norm, jnp.asarray(x))),
-                               (x - mean) / (np.sqrt(var) + 0.01), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(ft.normalize(norm, jnp.asarray(x))),
+        (x - mean) / (np.sqrt(var) + 0.01),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_normalizer_first_update_and_quirk_is_kept():
@@ -355,29 +360,60 @@ def test_make_config_does_not_mutate_inputs():
 def test_make_config_reference_defaults():
     """Per-task values of the reference (spec §1.2-1.3)."""
     c = ft.make_config("CheetahRun")
-    expected = dict(NUM_STEPS=3, V_MIN=-500.0, V_MAX=500.0, STD_MIN=0.1, STD_MAX=0.4,
-                    POLICY_NOISE=0.1, GAMMA=0.97, NUM_ENVS=1024, BATCH_SIZE=32768,
-                    BUFFER_SIZE=10240, NUM_UPDATES=2, TOTAL_TIMESTEPS=150000, USE_CDQ=True)
+    expected = dict(
+        NUM_STEPS=3,
+        V_MIN=-500.0,
+        V_MAX=500.0,
+        STD_MIN=0.1,
+        STD_MAX=0.4,
+        POLICY_NOISE=0.1,
+        GAMMA=0.97,
+        NUM_ENVS=1024,
+        BATCH_SIZE=32768,
+        BUFFER_SIZE=10240,
+        NUM_UPDATES=2,
+        TOTAL_TIMESTEPS=150000,
+        USE_CDQ=True,
+    )
     assert {k: c[k] for k in expected} == expected
     c = ft.make_config("T1JoystickFlatTerrain")
-    expected = dict(TOTAL_TIMESTEPS=100000, POLICY_NOISE=0.001, STD_MIN=0.001, STD_MAX=0.4,
-                    NUM_STEPS=1, V_MIN=-10.0, V_MAX=10.0, GAMMA=0.97)
+    expected = dict(
+        TOTAL_TIMESTEPS=100000,
+        POLICY_NOISE=0.001,
+        STD_MIN=0.001,
+        STD_MAX=0.4,
+        NUM_STEPS=1,
+        V_MIN=-10.0,
+        V_MAX=10.0,
+        GAMMA=0.97,
+    )
     assert {k: c[k] for k in expected} == expected
     c = ft.make_config("Go1JoystickFlatTerrain")
-    expected = dict(NUM_UPDATES=8, TOTAL_TIMESTEPS=50000, STD_MIN=0.2, STD_MAX=0.8,
-                    POLICY_NOISE=0.2)
+    expected = dict(NUM_UPDATES=8, TOTAL_TIMESTEPS=50000, STD_MIN=0.2, STD_MAX=0.8, POLICY_NOISE=0.2)
     assert {k: c[k] for k in expected} == expected
     c = ft.make_config("LeapCubeReorient")
-    expected = dict(NUM_STEPS=3, GAMMA=0.99, POLICY_NOISE=0.2, V_MIN=-50.0, V_MAX=50.0,
-                    USE_CDQ=False)
+    expected = dict(NUM_STEPS=3, GAMMA=0.99, POLICY_NOISE=0.2, V_MIN=-50.0, V_MAX=50.0, USE_CDQ=False)
     assert {k: c[k] for k in expected} == expected
 
 
 def test_default_hparams_are_float32_scalars_of_traced_keys():
     """default_hparams holds exactly the traced float settings, as float32 scalars."""
-    traced = {"CRITIC_LEARNING_RATE", "ACTOR_LEARNING_RATE", "CRITIC_LEARNING_RATE_END",
-              "ACTOR_LEARNING_RATE_END", "GAMMA", "TAU", "POLICY_NOISE", "NOISE_CLIP",
-              "STD_MIN", "STD_MAX", "V_MIN", "V_MAX", "WEIGHT_DECAY", "INIT_SCALE"}
+    traced = {
+        "CRITIC_LEARNING_RATE",
+        "ACTOR_LEARNING_RATE",
+        "CRITIC_LEARNING_RATE_END",
+        "ACTOR_LEARNING_RATE_END",
+        "GAMMA",
+        "TAU",
+        "POLICY_NOISE",
+        "NOISE_CLIP",
+        "STD_MIN",
+        "STD_MAX",
+        "V_MIN",
+        "V_MAX",
+        "WEIGHT_DECAY",
+        "INIT_SCALE",
+    }
     config = ft.make_config("Pendulum-v1", GAMMA=0.95, TAU=0.05)
     h = ft.default_hparams(config)
     assert set(h) == traced

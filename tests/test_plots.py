@@ -62,10 +62,19 @@ def write_sweep(root, grid, static, seeds=SEEDS, missing=(), nonfinite=None, no_
     """
     nonfinite = nonfinite or {}
     combos = [dict(zip(static, values)) for values in itertools.product(*static.values())]
-    (root / "sweep.json").write_text(json.dumps({
-        "format": "fasttd3x-sweep/1", "env": "Pendulum-v1", "seeds": seeds, "seed": 0,
-        "grid": grid, "static": static, "combos": combos,
-    }))
+    (root / "sweep.json").write_text(
+        json.dumps(
+            {
+                "format": "fasttd3x-sweep/1",
+                "env": "Pendulum-v1",
+                "seeds": seeds,
+                "seed": 0,
+                "grid": grid,
+                "static": static,
+                "combos": combos,
+            }
+        )
+    )
     agents = len(list(itertools.product(*grid.values()))) * seeds
     for c, settings in enumerate(combos):
         combo_dir = root / f"combo_{c:03d}"
@@ -75,7 +84,7 @@ def write_sweep(root, grid, static, seeds=SEEDS, missing=(), nonfinite=None, no_
         if c in no_chunks:
             continue
         ids = np.arange(agents)
-        chunks = [ids[i:i + CHUNK][::-1] for i in range(0, agents, CHUNK)][::-1]  # reversed order
+        chunks = [ids[i : i + CHUNK][::-1] for i in range(0, agents, CHUNK)][::-1]  # reversed order
         for k, chunk in enumerate(chunks):
             if (c, k) in missing:
                 continue
@@ -205,8 +214,13 @@ def test_two_parameter_sweep_plots(sweep_2x2):
 
 
 def test_one_parameter_sweep_plots_with_many_seeds(tmp_path):
-    root = write_sweep(tmp_path, {"CRITIC_LEARNING_RATE": [1e-4, 3e-4, 1e-3, 3e-3]}, {}, seeds=10,
-                       nonfinite={(0, 0): ("eval_return", 5, np.nan)})
+    root = write_sweep(
+        tmp_path,
+        {"CRITIC_LEARNING_RATE": [1e-4, 3e-4, 1e-3, 3e-3]},
+        {},
+        seeds=10,
+        nonfinite={(0, 0): ("eval_return", 5, np.nan)},
+    )
     paths = plots.draw_all(root)
     assert [path.name for path in paths] == ["curves_combo_000.png", "grid_combo_000.png"]
     for path in paths:
@@ -232,14 +246,27 @@ def test_scripts_run_as_files(sweep_2x2):
 def test_throughput_plot(tmp_path):
     bench = tmp_path / "bench"
     bench.mkdir()
-    scaling = {"benchmark": "scaling", "env": "Pendulum-v1", "device": "cpu",
-               "rows": [{"agents": a, "agent_iterations_per_second": 400.0 * a**0.7, "peak_memory_bytes": None}
-                        for a in (8, 1, 64)] + [{"agents": 512, "error": "out of memory"}]}
+    scaling = {
+        "benchmark": "scaling",
+        "env": "Pendulum-v1",
+        "device": "cpu",
+        "rows": [
+            {"agents": a, "agent_iterations_per_second": 400.0 * a**0.7, "peak_memory_bytes": None}
+            for a in (8, 1, 64)
+        ]
+        + [{"agents": 512, "error": "out of memory"}],
+    }
     (bench / "scaling_pendulum.json").write_text(json.dumps(scaling))
     for agents in (1, 8):
-        iterations = {"benchmark": "iterations", "env": "CheetahRun", "device": "cpu", "agents": agents,
-                      "agent_iterations_per_second": 5.0 * agents**0.5, "compute_dtype": "float32",
-                      "num_envs": 16}
+        iterations = {
+            "benchmark": "iterations",
+            "env": "CheetahRun",
+            "device": "cpu",
+            "agents": agents,
+            "agent_iterations_per_second": 5.0 * agents**0.5,
+            "compute_dtype": "float32",
+            "num_envs": 16,
+        }
         (bench / f"iterations_{agents}.json").write_text(json.dumps(iterations))
     (bench / "memory.json").write_text(json.dumps({"benchmark": "replay_memory", "tasks": {}}))
     assert_png(plot_throughput.main([str(bench), str(tmp_path / "out" / "throughput.png")]))

@@ -56,9 +56,7 @@ def test_select_agent_slices_every_leaf(run):
     assert one["metrics"]["eval_return"].shape == (1,)
     # Nested vmaps: a [G, S, ...] tree indexed by (grid point, seed).
     grid = jax.tree.map(lambda x: jnp.stack([x, x + 1]), out["runner_state"])
-    _assert_trees_equal(
-        pol.select_agent(grid, (1, 0)), jax.tree.map(lambda x: x[0] + 1, out["runner_state"])
-    )
+    _assert_trees_equal(pol.select_agent(grid, (1, 0)), jax.tree.map(lambda x: x[0] + 1, out["runner_state"]))
     _assert_trees_equal(pol.select_agent(grid, (1, -1)), pol.select_agent(grid, (1, 1)))
     with pytest.raises(IndexError, match="does not fit"):
         pol.select_agent(out, 2)  # JAX itself would clamp this to agent 1
@@ -111,7 +109,9 @@ def test_load_errors(tmp_path):
 
 def test_reloaded_policy_reproduces_training_eval(run, config, tmp_path):
     rngs, out = run
-    pol.save_policy(tmp_path / "agent", config, pol.policy_from_state(pol.select_agent(out["runner_state"], 1)))
+    pol.save_policy(
+        tmp_path / "agent", config, pol.policy_from_state(pol.select_agent(out["runner_state"], 1))
+    )
     loaded_config, policy = pol.load_policy(tmp_path / "agent")
     # make_train's INIT: rng, k_actor, k_critic, k_env, k_noise, k_eval = jax.random.split(rng, 6)
     k_eval = jax.random.split(rngs[1], 6)[5]

@@ -15,8 +15,15 @@ import sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = [
-    "NUM_ENVS=4", "NUM_EVAL_ENVS=2", "TOTAL_TIMESTEPS=40", "EVAL_INTERVAL=20", "BUFFER_SIZE=40",
-    "CRITIC_HIDDEN_DIM=16", "ACTOR_HIDDEN_DIM=8", "NUM_ATOMS=11", "EPISODE_LENGTH=25",
+    "NUM_ENVS=4",
+    "NUM_EVAL_ENVS=2",
+    "TOTAL_TIMESTEPS=40",
+    "EVAL_INTERVAL=20",
+    "BUFFER_SIZE=40",
+    "CRITIC_HIDDEN_DIM=16",
+    "ACTOR_HIDDEN_DIM=8",
+    "NUM_ATOMS=11",
+    "EPISODE_LENGTH=25",
 ]
 
 
@@ -82,11 +89,26 @@ def test_memory_estimate_counts_the_replay_buffer():
 
 # ---------------------------------------------------------------------------------- end to end
 def _args(out, *extra):
-    return sweep.parse_args([
-        "--env", "Pendulum-v1", "--seeds", "2", "--grid", "CRITIC_LEARNING_RATE=1e-3,1e9",
-        "--set", "BATCH_SIZE=8,16", *sum([["--set", s] for s in TINY], []),
-        "--chunk", "3", "--out", str(out), "--quiet", "--no-plots", *extra,
-    ])
+    return sweep.parse_args(
+        [
+            "--env",
+            "Pendulum-v1",
+            "--seeds",
+            "2",
+            "--grid",
+            "CRITIC_LEARNING_RATE=1e-3,1e9",
+            "--set",
+            "BATCH_SIZE=8,16",
+            *sum([["--set", s] for s in TINY], []),
+            "--chunk",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-plots",
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +150,9 @@ def test_agents_equal_single_runs(swept):
     single = jax.jit(ft.make_train(config))(rng, {"CRITIC_LEARNING_RATE": 1e-3})
     _, arrays, _ = _load(swept / "combo_000")
     for name in sweep.METRICS:
-        np.testing.assert_allclose(arrays[f"metric_{name}"][1], np.asarray(single["metrics"][name]), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            arrays[f"metric_{name}"][1], np.asarray(single["metrics"][name]), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_nonfinite_agents_are_flagged_and_the_sweep_goes_on(swept):
@@ -168,9 +192,25 @@ def test_results_folder_of_another_sweep_is_refused(swept):
 def test_sharding_over_four_cpu_devices(swept, tmp_path):
     """The agent axis split over 4 host devices gives the single-device results."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, str(ROOT / "sweep.py"), "--env", "Pendulum-v1", "--seeds", "2",
-           "--grid", "CRITIC_LEARNING_RATE=1e-3,1e9", *sum([["--set", s] for s in TINY], []),
-           "--set", "BATCH_SIZE=8", "--chunk", "4", "--out", str(tmp_path), "--quiet", "--no-plots"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "sweep.py"),
+        "--env",
+        "Pendulum-v1",
+        "--seeds",
+        "2",
+        "--grid",
+        "CRITIC_LEARNING_RATE=1e-3,1e9",
+        *sum([["--set", s] for s in TINY], []),
+        "--set",
+        "BATCH_SIZE=8",
+        "--chunk",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        "--no-plots",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "on 4 cpu" in proc.stdout

@@ -81,9 +81,7 @@ def test_update_counts_follow_reference_cadence(single_runs, config):
     _, runs, _ = single_runs
     state = runs[0]["runner_state"]
     learning_iterations = config["TOTAL_TIMESTEPS"] - config["LEARNING_STARTS"] - 1
-    actor_per_iteration = sum(
-        i % config["POLICY_FREQUENCY"] == 1 for i in range(config["NUM_UPDATES"])
-    )
+    actor_per_iteration = sum(i % config["POLICY_FREQUENCY"] == 1 for i in range(config["NUM_UPDATES"]))
     assert int(state.critic_opt_state.count) == learning_iterations * config["NUM_UPDATES"]
     assert int(state.actor_opt_state.count) == learning_iterations * actor_per_iteration
 
@@ -108,7 +106,9 @@ def test_cosine_schedule_reaches_end_value(config):
     state = train(jax.random.PRNGKey(0), ft.default_hparams(cfg))["runner_state"]
     last = cfg["TOTAL_TIMESTEPS"] - 1
     expected = 1e-4 + (1e-3 - 1e-4) * 0.5 * (1 + math.cos(math.pi * last / cfg["TOTAL_TIMESTEPS"]))
-    np.testing.assert_allclose(float(state.critic_opt_state.hyperparams["learning_rate"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        float(state.critic_opt_state.hyperparams["learning_rate"]), expected, rtol=1e-5
+    )
 
 
 def test_vmap_over_seeds_matches_single_runs(single_runs, config):
@@ -177,7 +177,10 @@ def test_asymmetric_critic_observations(config, monkeypatch):
     state = out["runner_state"]
     learning_iterations = config["TOTAL_TIMESTEPS"] - config["LEARNING_STARTS"] - 1
     assert state.critic_norm.mean.shape == (3 + 2,)
-    assert float(state.critic_norm.count) == learning_iterations * config["NUM_UPDATES"] * 2 * config["BATCH_SIZE"]
+    assert (
+        float(state.critic_norm.count)
+        == learning_iterations * config["NUM_UPDATES"] * 2 * config["BATCH_SIZE"]
+    )
     # The critic's first layer takes obs + privileged + action.
     kernel = state.critic_params["params"]["Dense_0"]["kernel"]
     assert kernel.shape[:2] == (2, 3 + 2 + 1)
@@ -204,4 +207,6 @@ def test_bfloat16_matmuls_train(config, single_runs):
     for key in ("critic_loss", "actor_loss", "q_mean"):
         assert np.all(np.isfinite(out["metrics"][key])), key
     # Same seed, same data until rounding differences compound: losses agree loosely.
-    np.testing.assert_allclose(out["metrics"]["critic_loss"][0], runs[0]["metrics"]["critic_loss"][0], rtol=0.1)
+    np.testing.assert_allclose(
+        out["metrics"]["critic_loss"][0], runs[0]["metrics"]["critic_loss"][0], rtol=0.1
+    )

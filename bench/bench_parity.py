@@ -1,0 +1,101 @@
+"""Learning parity with the PyTorch FastTD3, and wall-clock time to that result.
+
+Trains `--seeds` agents in one vmapped run with the task's reference settings and compares the
+mean eval return over seeds with the reference's published curve (spec §9.1). For
+T1JoystickFlatTerrain the defaults here give 10,000 iterations of 1024 envs (10.24M env steps)
+with evaluations at 5.12M and 10.24M, the two published anchors (17.50 and 23.36). Wall time
+includes compilation, as a user waits for it.
+
+    python bench/bench_parity.py --env T1JoystickFlatTerrain --seeds 1
+    python bench/bench_parity.py --env T1JoystickFlatTerrain --seeds 1 --set STD_MIN=0.05 --set STD_MAX=0.8 --tag _paper_noise
+    python bench/bench_parity.py --env CheetahRun --iterations 20000 --eval-interval 5000
+
+The paper-era runs explored with std in U[0.05, 0.8] (spec §0); the second command is that
+ablation. Writes bench/results/parity_<env>_<device>_<seeds>seeds<tag>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import numpy as np
+
+from common import environment, parse_overrides, write
+
+import purejax_fasttd3 as ft
+
+# Published mean eval returns of the reference (data/playground_result.json), by env steps.
+REFERENCE_RETURNS = {
+    "T1JoystickFlatTerrain": {5_120_000: 17.50, 10_240_000: 23.36, 20_480_000: 32.47},
+    "T1JoystickRoughTerrain": {5_120_000: 9.46, 10_240_000: 15.38, 20_480_000: 23.33},
+    "G1JoystickFlatTerrain": {5_120_000: 4.49, 10_240_000: 16.74, 20_480_000: 27.64},
+    "G1JoystickRoughTerrain": {5_120_000: 3.28, 10_240_000: 13.87, 20_480_000: 24.60},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="T1JoystickFlatTerrain")
+    parser.add_argument("--seeds", type=int, default=1, help="agents trained together (vmapped)")
+    parser.add_argument("--iterations", type=int, default=10_000, help="TOTAL_TIMESTEPS (iterations)")
+    parser.add_argument("--eval-interval", type=int, default=5_000, help="EVAL_INTERVAL (iterations)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--tag", default="", help="suffix for the result file name")
+    args = parser.parse_args()
+
+    overrides = {
+        "TOTAL_TIMESTEPS": args.iterations,
+        "EVAL_INTERVAL": args.eval_interval,
+        **parse_overrides(args.set),
+    }
+    config = ft.make_config(args.env, **overrides)
+    train = jax.jit(jax.vmap(ft.make_train(config)))
+    rngs = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
+    start = time.perf_counter()
+    out, _, compile_s, run_s = ft.compile_and_run(train, rngs)
+    wall_s = time.perf_counter() - start
+
+    metrics = jax.tree.map(lambda x: np.asarray(x).tolist(), out["metrics"])
+    env_steps = metrics["env_steps"][0]
+    mean = np.mean(metrics["eval_return"], axis=0)
+    reference = REFERENCE_RETURNS.get(args.env, {})
+    comparison = {
+        str(steps): {
+            "ours": float(mean[env_steps.index(steps)]),
+            "reference": ref,
+            "ratio": float(mean[env_steps.index(steps)]) / ref,
+        }
+        for steps, ref in reference.items()
+        if steps in env_steps
+    }
+    info = environment()
+    result = {
+        "benchmark": "parity",
+        "env": args.env,
+        "seeds": args.seeds,
+        "compile_seconds": compile_s,
+        "run_seconds": run_s,
+        "wall_seconds_compile_included": wall_s,
+        "env_steps": env_steps,
+        "mean_eval_return": mean.tolist(),
+        "metrics_per_seed": metrics,
+        "reference_comparison": comparison,
+        "overrides": overrides,
+        "config": config,
+        **info,
+    }
+    print(f"compile {compile_s:.0f} s, run {run_s:.0f} s; mean eval return by env steps:")
+    for steps, value in zip(env_steps, mean):
+        ref = reference.get(steps)
+        print(
+            f"  {steps:>12,}  {value:8.2f}" + (f"   reference {ref:.2f} ({value / ref:.0%})" if ref else "")
+        )
+    device = info["device"].replace(" ", "_")
+    write(f"parity_{args.env}_{device}_{args.seeds}seeds{args.tag}", result)
+
+
+if __name__ == "__main__":
+    main()
