@@ -13,6 +13,7 @@ Results format (loads with numpy alone; `plots.results.load_sweep` does it for y
 
     OUT/sweep.json            the sweep: env, seeds, seed, grid, static values, combos
     OUT/combo_XXX/config.json the resolved config of static combination XXX
+    OUT/combo_XXX/calls.json  agents per device call (a resumed sweep keeps it)
     OUT/combo_XXX/agents_AAAAAA-BBBBBB.npz   agents A..B-1 of that combination:
         agent, grid_index, seed_index          int64 [A]; agent = grid_index * seeds + seed_index
         hparam_<KEY>                           float32 [A], every traced setting as used
@@ -389,7 +390,14 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         memory = bytes_per_agent(config, env)
         per_agent = sum(memory.values())
         free = free_device_memory(devices)
-        chunk = choose_chunk(per_agent, free, len(devices), total, args.chunk)
+        # A resumed sweep keeps the call size it started with: vmapped batches of another size
+        # round differently, and rounding differences grow over a long run.
+        calls_file = combo_dir / "calls.json"
+        requested = args.chunk
+        if requested is None and calls_file.exists():
+            requested = json.loads(calls_file.read_text())["agents_per_call"]
+        chunk = choose_chunk(per_agent, free, len(devices), total, requested)
+        _write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
         parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
         print(
             f"{label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "

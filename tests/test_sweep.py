@@ -169,6 +169,7 @@ def test_nonfinite_agents_are_flagged_and_the_sweep_goes_on(swept):
 
 def test_resume_skips_finished_work_and_recomputes_only_what_is_missing(swept, capsys):
     combo = swept / "combo_001"
+    assert json.loads((combo / "calls.json").read_text())["agents_per_call"] == 3
     files, before, _ = _load(combo)
     stamps = {f: f.stat().st_mtime_ns for f in files}
     files[1].unlink()  # as if the sweep had been killed during its last call
