@@ -88,27 +88,17 @@ def test_memory_estimate_counts_the_replay_buffer():
 
 
 # ---------------------------------------------------------------------------------- end to end
-def _args(out, *extra):
-    return sweep.parse_args(
-        [
-            "--env",
-            "Pendulum-v1",
-            "--seeds",
-            "2",
-            "--grid",
-            "CRITIC_LEARNING_RATE=1e-3,1e9",
-            "--set",
-            "BATCH_SIZE=8,16",
-            *sum([["--set", s] for s in TINY], []),
-            "--chunk",
-            "3",
-            "--out",
-            str(out),
-            "--quiet",
-            "--no-plots",
-            *extra,
-        ]
-    )
+def _flags(out, batch_sizes: str, chunk: int) -> list[str]:
+    """The flags of the test sweep: 2 seeds x 2 learning rates, one of which diverges."""
+    return [
+        "--env", "Pendulum-v1", "--seeds", "2", "--grid", "CRITIC_LEARNING_RATE=1e-3,1e9",
+        "--set", f"BATCH_SIZE={batch_sizes}", *sum([["--set", s] for s in TINY], []),
+        "--chunk", str(chunk), "--out", str(out), "--quiet", "--no-plots",
+    ]  # fmt: skip
+
+
+def _args(out):
+    return sweep.parse_args(_flags(out, "8,16", chunk=3))
 
 
 @pytest.fixture(scope="module")
@@ -193,25 +183,7 @@ def test_results_folder_of_another_sweep_is_refused(swept):
 def test_sharding_over_four_cpu_devices(swept, tmp_path):
     """The agent axis split over 4 host devices gives the single-device results."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    cmd = [
-        sys.executable,
-        str(ROOT / "sweep.py"),
-        "--env",
-        "Pendulum-v1",
-        "--seeds",
-        "2",
-        "--grid",
-        "CRITIC_LEARNING_RATE=1e-3,1e9",
-        *sum([["--set", s] for s in TINY], []),
-        "--set",
-        "BATCH_SIZE=8",
-        "--chunk",
-        "4",
-        "--out",
-        str(tmp_path),
-        "--quiet",
-        "--no-plots",
-    ]
+    cmd = [sys.executable, str(ROOT / "sweep.py"), *_flags(tmp_path, "8", chunk=4)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "on 4 cpu" in proc.stdout
