@@ -7,6 +7,8 @@ libraries do not give:
 * an auto-reset that hands back the **true final observation** (actor and privileged) of every
   episode, because bootstrapping at a time-limit truncation must use s_T, not the reset state
   (Playground's `BraxAutoResetWrapper` drops it; see shared/reference/playground_notes.md);
+* a choice of what a done restores: a fresh random initial state, or the env's own first state
+  as the reference's Playground fork does (`RESET_MODE`);
 * a truncation flag from our own step counter, with the brax convention that a time-out which
   coincides with a termination counts as a termination;
 * actions in [-1, 1] for every task (clipped here, then scaled to the task's bounds);
@@ -45,6 +47,7 @@ class EnvState(NamedTuple):
     obs: jax.Array  # actor observation [obs_dim]
     privileged: jax.Array  # critic-only tail of the observation [privileged_dim]
     steps: jax.Array  # env steps taken in the current episode (int32)
+    first: Any = None  # RESET_MODE="first_state": the env's first state, restored at every done
 
 
 class StepOutput(NamedTuple):
@@ -84,26 +87,62 @@ def env_defaults(env_name: str) -> dict:
             f"MuJoCo Playground task, one of {sorted(registry.ALL_ENVS)}."
         )
     cfg = registry.get_default_config(env_name)
-    return {"EPISODE_LENGTH": int(cfg.episode_length), "ACTION_REPEAT": int(cfg.action_repeat)}
+    return {
+        "EPISODE_LENGTH": int(cfg.episode_length),
+        "ACTION_REPEAT": int(cfg.action_repeat),
+        # The reference's Playground fork restarts every env from its own first state.
+        "RESET_MODE": "first_state",
+    }
 
 
 def make_env(config: dict) -> Env:
     """Builds the task named by `config["ENV_NAME"]` with the config's back-end settings."""
     name = config["ENV_NAME"]
     make = _make_gymnax if name in GYMNAX_ENVS else _make_playground
-    return make(name, config["EPISODE_LENGTH"], config["ACTION_REPEAT"], config["IMPL"])
+    return make(name, config["EPISODE_LENGTH"], config["ACTION_REPEAT"], config["IMPL"], config["RESET_MODE"])
 
 
 def _assemble(
-    backend, name, obs_dim, privileged_dim, action_dim, episode_length, action_repeat, reset, sim_step
+    backend,
+    name,
+    obs_dim,
+    privileged_dim,
+    action_dim,
+    episode_length,
+    action_repeat,
+    reset_mode,
+    reset,
+    sim_step,
+    restart_sim,
 ):
     """Adds action clipping, action repeat, the time limit and auto-reset to a back-end.
 
     `reset(key) -> EnvState`; `sim_step(state, action in [-1, 1], key) -> (state, reward,
-    terminated)` advances one physics step and counts it in `state.steps`.
+    terminated)` advances one physics step and counts it in `state.steps`;
+    `restart_sim(stepped_sim, first_sim)` is what a done restores in RESET_MODE="first_state".
+    Auto-reset at a done either draws a fresh `reset(key)` ("fresh") or restores the env's own
+    first state ("first_state", the reference's Playground fork: cheaper, no reset computed).
     """
+    if reset_mode == "first_state":
+
+        def initial(key):
+            state = reset(key)
+            return state._replace(first=state)
+
+        def restarted(stepped: EnvState, key):
+            first = stepped.first
+            return EnvState(
+                restart_sim(stepped.sim, first.sim), first.obs, first.privileged, first.steps, first
+            )
+
+    else:
+        initial = reset
+
+        def restarted(stepped: EnvState, key):
+            return reset(key)
 
     def raw_step(state: EnvState, action, key):
+        first, state = state.first, state._replace(first=None)  # constant: kept out of the scan
         action = jnp.clip(action, -1.0, 1.0)
 
         def repeat(carry, step_key):
@@ -114,7 +153,7 @@ def _assemble(
 
         keys = jax.random.split(key, action_repeat)
         (state, terminated), rewards = jax.lax.scan(repeat, (state, jnp.bool_(False)), keys)
-        return state, rewards.sum(), terminated
+        return state._replace(first=first), rewards.sum(), terminated
 
     def step(state: EnvState, action, key):
         key_step, key_reset = jax.random.split(key)
@@ -122,15 +161,17 @@ def _assemble(
         timed_out = stepped.steps >= episode_length
         done = terminated | timed_out
         out = StepOutput(reward, done, timed_out & ~terminated, stepped.obs, stepped.privileged)
-        fresh = reset(key_reset)
-        next_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
+        next_episode = restarted(stepped, key_reset)
+        next_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), next_episode, stepped)
         return next_state, out
 
     def eval_step(state: EnvState, action):
         return raw_step(state, action, jax.random.PRNGKey(0))
 
     episode_iterations = math.ceil(episode_length / action_repeat)
-    return Env(name, obs_dim, privileged_dim, action_dim, episode_iterations, reset, step, eval_step, backend)
+    return Env(
+        name, obs_dim, privileged_dim, action_dim, episode_iterations, initial, step, eval_step, backend
+    )
 
 
 # ==================================================================================================
@@ -142,7 +183,7 @@ def _gymnax_make(env_name: str):
     return gymnax.make(env_name)
 
 
-def _make_gymnax(env_name: str, episode_length: int, action_repeat: int, impl: str) -> Env:
+def _make_gymnax(env_name: str, episode_length: int, action_repeat: int, impl: str, reset_mode: str) -> Env:
     del impl  # MJX only
     gym_env, params = _gymnax_make(env_name)
     space = gym_env.action_space(params)
@@ -163,7 +204,17 @@ def _make_gymnax(env_name: str, episode_length: int, action_repeat: int, impl: s
         return state, reward.astype(jnp.float32), jnp.asarray(terminated, bool)
 
     return _assemble(
-        gym_env, env_name, obs_dim, 0, action_dim, episode_length, action_repeat, reset, sim_step
+        gym_env,
+        env_name,
+        obs_dim,
+        0,
+        action_dim,
+        episode_length,
+        action_repeat,
+        reset_mode,
+        reset,
+        sim_step,
+        restart_sim=lambda stepped_sim, first_sim: first_sim,
     )
 
 
@@ -187,7 +238,9 @@ def _use_local_menagerie() -> None:
     mjx_env.MENAGERIE_PATH = pathlib.Path(path).resolve()
 
 
-def _make_playground(env_name: str, episode_length: int, action_repeat: int, impl: str) -> Env:
+def _make_playground(
+    env_name: str, episode_length: int, action_repeat: int, impl: str, reset_mode: str
+) -> Env:
     registry = _playground_registry()
     overrides: dict[str, Any] = {"impl": impl}
     if env_name in _PUSH_OFF_TASKS:
@@ -222,6 +275,12 @@ def _make_playground(env_name: str, episode_length: int, action_repeat: int, imp
         int(task.action_size),
         episode_length,
         action_repeat,
+        reset_mode,
         reset,
         sim_step,
+        # The fork's BraxAutoResetWrapper restores physics and observation; `info` (e.g. a
+        # joystick command) and metrics carry over into the next episode.
+        restart_sim=lambda stepped_sim, first_sim: stepped_sim.replace(
+            data=first_sim.data, obs=first_sim.obs
+        ),
     )

@@ -56,6 +56,9 @@ STATIC_DEFAULTS: dict[str, Any] = {
     "EPISODE_LENGTH": 1000,  # env steps before a time-out (task default)
     "ACTION_REPEAT": 1,  # physics steps per agent step (Playground)
     "IMPL": "jax",  # MJX implementation for Playground: "jax" (pure XLA) or "warp"
+    # At a done: "fresh" draws a new initial state; "first_state" restores the env's own first
+    # state, as the reference's Playground fork does (the Playground default; no reset computed).
+    "RESET_MODE": "fresh",
     "PROGRESS": True,  # print one progress line per eval chunk
 }
 
@@ -161,7 +164,11 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
     },
 }
 
-_CHOICES = {"COMPUTE_DTYPE": ("float32", "bfloat16"), "IMPL": ("jax", "warp")}
+_CHOICES = {
+    "COMPUTE_DTYPE": ("float32", "bfloat16"),
+    "IMPL": ("jax", "warp"),
+    "RESET_MODE": ("fresh", "first_state"),
+}
 
 
 def make_config(env_name: str, **overrides) -> dict:

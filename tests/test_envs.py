@@ -32,9 +32,9 @@ def _rollout(env, action):
 
         return jax.lax.scan(body, jax.vmap(env.reset)(_KEYS[0]), _KEYS[1:])[1]
 
-    if env.name not in _compiled:  # one compilation per task
-        _compiled[env.name] = jax.jit(rollout)
-    return _KEYS, jax.tree.map(np.asarray, _compiled[env.name](jnp.float32(action)))
+    if env.reset not in _compiled:  # one compilation per env
+        _compiled[env.reset] = jax.jit(rollout)
+    return _KEYS, jax.tree.map(np.asarray, _compiled[env.reset](jnp.float32(action)))
 
 
 def _reset_key(t, env_index):
@@ -86,7 +86,7 @@ def test_gymnax_auto_reset_keeps_final_obs():
 
 @pytest.fixture(scope="module")
 def cartpole():
-    config = ft.make_config("CartpoleBalance", EPISODE_LENGTH=EPISODE)
+    config = ft.make_config("CartpoleBalance", EPISODE_LENGTH=EPISODE, RESET_MODE="fresh")
     return envs.make_env(config)
 
 
@@ -117,6 +117,32 @@ def test_playground_auto_reset_keeps_final_obs(cartpole):
     _, (clipped, _, _) = _rollout(cartpole, 7.0)
     _, (unit, _, _) = _rollout(cartpole, 1.0)
     np.testing.assert_allclose(clipped.final_obs, unit.final_obs)
+
+
+@pytest.mark.slow
+def test_playground_first_state_reset_restores_each_envs_first_state():
+    """The reference fork's reset: every episode of an env starts from that env's first state."""
+    config = ft.make_config("CartpoleBalance", EPISODE_LENGTH=EPISODE)
+    assert config["RESET_MODE"] == "first_state"  # the Playground default, as in the reference
+    env = envs.make_env(config)
+    keys, (out, obs, steps) = _rollout(env, 0.3)
+    first_obs = np.asarray(jax.vmap(lambda k: env.reset(k).obs)(keys[0]))
+    for t in (EPISODE - 1, 2 * EPISODE - 1):
+        assert out.done[t].all() and out.truncated[t].all()
+        np.testing.assert_allclose(obs[t], first_obs, rtol=1e-6)
+    np.testing.assert_array_equal(steps[:, 0], [1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2])
+    # Same start, same actions, deterministic physics: both episodes end in the same state.
+    np.testing.assert_allclose(out.final_obs[2 * EPISODE - 1], out.final_obs[EPISODE - 1], rtol=1e-5)
+    assert not np.allclose(out.final_obs[EPISODE - 1], first_obs)
+
+
+def test_gymnax_first_state_reset():
+    config = ft.make_config("Pendulum-v1", EPISODE_LENGTH=EPISODE, RESET_MODE="first_state")
+    env = envs.make_env(config)
+    keys, (out, obs, _) = _rollout(env, 0.5)
+    first_obs = np.asarray(jax.vmap(lambda k: env.reset(k).obs)(keys[0]))
+    np.testing.assert_allclose(obs[EPISODE - 1], first_obs)
+    np.testing.assert_allclose(out.final_obs[2 * EPISODE - 1], out.final_obs[EPISODE - 1], rtol=1e-5)
 
 
 def _menagerie_path():
