@@ -97,25 +97,13 @@ def env_defaults(env_name: str) -> dict:
 
 def make_env(config: dict) -> Env:
     """Builds the task named by `config["ENV_NAME"]` with the config's back-end settings."""
-    name = config["ENV_NAME"]
-    make = _make_gymnax if name in GYMNAX_ENVS else _make_playground
-    return make(name, config["EPISODE_LENGTH"], config["ACTION_REPEAT"], config["IMPL"], config["RESET_MODE"])
+    make = _make_gymnax if config["ENV_NAME"] in GYMNAX_ENVS else _make_playground
+    return make(config)
 
 
-def _assemble(
-    backend,
-    name,
-    obs_dim,
-    privileged_dim,
-    action_dim,
-    episode_length,
-    action_repeat,
-    reset_mode,
-    reset,
-    sim_step,
-    restart_sim,
-):
-    """Adds action clipping, action repeat, the time limit and auto-reset to a back-end.
+def _assemble(config, backend, obs_dim, privileged_dim, action_dim, reset, sim_step, restart_sim) -> Env:
+    """Adds action clipping, action repeat, the time limit and auto-reset to a back-end,
+    with the config's EPISODE_LENGTH, ACTION_REPEAT and RESET_MODE.
 
     `reset(key) -> EnvState`; `sim_step(state, action in [-1, 1], key) -> (state, reward,
     terminated)` advances one physics step and counts it in `state.steps`;
@@ -123,7 +111,8 @@ def _assemble(
     Auto-reset at a done either draws a fresh `reset(key)` ("fresh") or restores the env's own
     first state ("first_state", the reference's Playground fork: cheaper, no reset computed).
     """
-    if reset_mode == "first_state":
+    episode_length, action_repeat = config["EPISODE_LENGTH"], config["ACTION_REPEAT"]
+    if config["RESET_MODE"] == "first_state":
 
         def initial(key):
             state = reset(key)
@@ -170,7 +159,15 @@ def _assemble(
 
     episode_iterations = math.ceil(episode_length / action_repeat)
     return Env(
-        name, obs_dim, privileged_dim, action_dim, episode_iterations, initial, step, eval_step, backend
+        config["ENV_NAME"],
+        obs_dim,
+        privileged_dim,
+        action_dim,
+        episode_iterations,
+        initial,
+        step,
+        eval_step,
+        backend,
     )
 
 
@@ -183,9 +180,8 @@ def _gymnax_make(env_name: str):
     return gymnax.make(env_name)
 
 
-def _make_gymnax(env_name: str, episode_length: int, action_repeat: int, impl: str, reset_mode: str) -> Env:
-    del impl  # MJX only
-    gym_env, params = _gymnax_make(env_name)
+def _make_gymnax(config: dict) -> Env:
+    gym_env, params = _gymnax_make(config["ENV_NAME"])
     space = gym_env.action_space(params)
     low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
     action_dim = int(space.shape[0]) if space.shape else 1
@@ -203,19 +199,8 @@ def _make_gymnax(env_name: str, episode_length: int, action_repeat: int, impl: s
         state = EnvState(sim, obs.astype(jnp.float32), no_privileged, state.steps + 1)
         return state, reward.astype(jnp.float32), jnp.asarray(terminated, bool)
 
-    return _assemble(
-        gym_env,
-        env_name,
-        obs_dim,
-        0,
-        action_dim,
-        episode_length,
-        action_repeat,
-        reset_mode,
-        reset,
-        sim_step,
-        restart_sim=lambda stepped_sim, first_sim: first_sim,
-    )
+    restart_sim = lambda stepped_sim, first_sim: first_sim  # noqa: E731
+    return _assemble(config, gym_env, obs_dim, 0, action_dim, reset, sim_step, restart_sim)
 
 
 # ==================================================================================================
@@ -238,11 +223,10 @@ def _use_local_menagerie() -> None:
     mjx_env.MENAGERIE_PATH = pathlib.Path(path).resolve()
 
 
-def _make_playground(
-    env_name: str, episode_length: int, action_repeat: int, impl: str, reset_mode: str
-) -> Env:
+def _make_playground(config: dict) -> Env:
+    env_name = config["ENV_NAME"]
     registry = _playground_registry()
-    overrides: dict[str, Any] = {"impl": impl}
+    overrides: dict[str, Any] = {"impl": config["IMPL"]}
     if env_name in _PUSH_OFF_TASKS:
         overrides.update({"push_config.enable": False, "push_config.magnitude_range": [0.0, 0.0]})
     task = registry.load(env_name, config_overrides=overrides)
@@ -267,20 +251,11 @@ def _make_playground(
         sim = task.step(state.sim, action)
         return as_state(sim, state.steps + 1), sim.reward, sim.done > 0.5
 
-    return _assemble(
-        task,
-        env_name,
-        obs_dim,
-        privileged_dim,
-        int(task.action_size),
-        episode_length,
-        action_repeat,
-        reset_mode,
-        reset,
-        sim_step,
+    def restart_sim(stepped_sim, first_sim):
         # The fork's BraxAutoResetWrapper restores physics and observation; `info` (e.g. a
         # joystick command) and metrics carry over into the next episode.
-        restart_sim=lambda stepped_sim, first_sim: stepped_sim.replace(
-            data=first_sim.data, obs=first_sim.obs
-        ),
+        return stepped_sim.replace(data=first_sim.data, obs=first_sim.obs)
+
+    return _assemble(
+        config, task, obs_dim, privileged_dim, int(task.action_size), reset, sim_step, restart_sim
     )

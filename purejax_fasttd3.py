@@ -18,6 +18,7 @@ to shared/reference/fasttd3_spec.md.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import time
 from typing import Any, NamedTuple
@@ -213,11 +214,13 @@ def check_setting(key: str, value):
     return value
 
 
-def _validate(c: dict) -> None:
-    def require(ok: bool, key: str, allowed: str):
-        if not ok:
-            raise ValueError(f"{key}={c[key]!r} is not allowed: {allowed}.")
+def _require(settings: dict, ok: bool, key: str, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={settings[key]!r} is not allowed: {allowed}.")
 
+
+def _validate(c: dict) -> None:
+    require = functools.partial(_require, c)
     require(c["NUM_EVAL_ENVS"] >= 0, "NUM_EVAL_ENVS", "it must be at least 0 (0 skips evaluation)")
     for key in (
         "NUM_ENVS",
@@ -260,11 +263,7 @@ def _validate(c: dict) -> None:
 
 def validate_hparams(h: dict) -> None:
     """Checks on traced settings; also used by sweep tools on every grid value."""
-
-    def require(ok: bool, key: str, allowed: str):
-        if not ok:
-            raise ValueError(f"{key}={h[key]!r} is not allowed: {allowed}.")
-
+    require = functools.partial(_require, h)
     require(h["V_MIN"] < h["V_MAX"], "V_MIN", f"it must be below V_MAX={h['V_MAX']!r}")
     require(0.0 <= h["STD_MIN"] <= h["STD_MAX"], "STD_MIN", f"need 0 <= STD_MIN <= STD_MAX={h['STD_MAX']!r}")
     require(0.0 < h["GAMMA"] <= 1.0, "GAMMA", "it must lie in (0, 1]")
@@ -899,7 +898,7 @@ def _is_head_kernel(path) -> bool:
 
 def _resolve_hparams(config: dict, hparams) -> dict:
     """The config's traced settings, overridden by any the caller passes (scalars or tracers)."""
-    hp = {key: jnp.float32(config[key]) for key in HPARAM_DEFAULTS}
+    hp = default_hparams(config)
     if hparams is None:
         return hp
     unknown = set(hparams) - set(HPARAM_DEFAULTS)
