@@ -12,6 +12,8 @@ libraries do not give:
 * a truncation flag from our own step counter, with the brax convention that a time-out which
   coincides with a termination counts as a termination;
 * actions in [-1, 1] for every task (clipped here, then scaled to the task's bounds);
+* the simulator's matmuls at `PHYSICS_PRECISION` ("highest", as the reference runs MJX), apart
+  from the networks' compute dtype;
 * asymmetric observations: the actor sees `state`, the critic `privileged_state`.
 
 Playground's `privileged_state` starts with `state` (`hstack([state, ...])` in every asymmetric
@@ -21,6 +23,7 @@ the critic input is `concat(obs, privileged)`. Symmetric tasks have an empty tai
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pathlib
@@ -158,17 +161,33 @@ def _assemble(config, backend, obs_dim, privileged_dim, action_dim, reset, sim_s
         return raw_step(state, action, jax.random.PRNGKey(0))
 
     episode_iterations = math.ceil(episode_length / action_repeat)
+    physics = functools.partial(_at_precision, config["PHYSICS_PRECISION"])
     return Env(
         config["ENV_NAME"],
         obs_dim,
         privileged_dim,
         action_dim,
         episode_iterations,
-        initial,
-        step,
-        eval_step,
+        physics(initial),
+        physics(step),
+        physics(eval_step),
         backend,
     )
+
+
+def _at_precision(precision: str, fn: Callable) -> Callable:
+    """`fn` traced under `jax.default_matmul_precision(precision)`: every float32 matmul of the
+    simulator carries that precision in the program, whatever the caller's default ("default"
+    leaves the backend's choice, TF32 on recent NVIDIA GPUs)."""
+    if precision == "default":
+        return fn
+
+    @functools.wraps(fn)
+    def at_precision(*args):
+        with jax.default_matmul_precision(precision):
+            return fn(*args)
+
+    return at_precision
 
 
 # ==================================================================================================

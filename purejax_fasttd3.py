@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import envs
@@ -52,11 +53,15 @@ STATIC_DEFAULTS: dict[str, Any] = {
     "ACTOR_HIDDEN_DIM": 512,  # actor widths are this, /2, /4
     "USE_CDQ": True,  # clipped double Q: regress both critics to the lower target
     "OBS_NORMALIZATION": True,  # empirical normalization of actor and critic observations
-    "DISABLE_BOOTSTRAP": False,  # treat time-outs as terminal (bootstrap = not done)
+    "DISABLE_BOOTSTRAP": False,  # treat time-outs as terminal: no bootstrap at any done
     "COMPUTE_DTYPE": "float32",  # matmul dtype: "bfloat16" on GPU by default, "float32" on CPU
     "EPISODE_LENGTH": 1000,  # env steps before a time-out (task default)
     "ACTION_REPEAT": 1,  # physics steps per agent step (Playground)
     "IMPL": "jax",  # MJX implementation for Playground: "jax" (pure XLA) or "warp"
+    # Matmul precision of the simulator (reset, step, eval step). "highest" is what the
+    # reference sets for MJX; "default" lets A100/H100/H200 run float32 physics in TF32 (faster,
+    # different physics). The networks always use COMPUTE_DTYPE at default precision.
+    "PHYSICS_PRECISION": "highest",
     # At a done: "fresh" draws a new initial state; "first_state" restores the env's own first
     # state, as the reference's Playground fork does (the Playground default; no reset computed).
     "RESET_MODE": "fresh",
@@ -79,6 +84,12 @@ HPARAM_DEFAULTS: dict[str, float] = {
     "V_MAX": 10.0,
     "WEIGHT_DECAY": 0.1,  # AdamW decoupled decay on every parameter
     "INIT_SCALE": 0.01,  # std of the actor's output-layer weights
+    # Ours, 0 (off) in the reference: coefficient of mean(pre-tanh output^2) in the actor loss.
+    # Without it an actor can drive its tanh so deep into saturation that its gradient
+    # vanishes, and it stays stuck at the bound after the critic comes to prefer another
+    # action (bench/diagnose_pendulum.py). The penalty holds pre-tanh outputs near a few units,
+    # where the gradient lives; the equilibrium depends only logarithmically on its scale.
+    "PRE_TANH_PENALTY": 0.0,
 }
 
 # The reference's per-task overrides of its MuJoCo Playground defaults (spec §1.3), plus small
@@ -114,8 +125,9 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
         "STD_MIN": 0.1,
         "POLICY_NOISE": 0.1,
     },
-    # gymnax: small networks and batches; 8 seeds pass a mean eval return of -200 in about
-    # 800 iterations (bench/results/pendulum_cpu.json).
+    # gymnax: small networks and batches. PRE_TANH_PENALTY was tuned on master seed 0 (64 seeds
+    # per value, bench/results/tuning_pendulum): 0 -> 47/64 agents solved, 1e-3 -> 62/64,
+    # 1e-2 -> 64/64; held-out seeds in bench/results/peer_pendulum_cpu.json.
     "Pendulum-v1": {
         "NUM_ENVS": 16,
         "NUM_EVAL_ENVS": 16,
@@ -137,13 +149,15 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
         "ACTOR_LEARNING_RATE": 1e-3,
         "CRITIC_LEARNING_RATE_END": 1e-3,
         "ACTOR_LEARNING_RATE_END": 1e-3,
+        "PRE_TANH_PENALTY": 1e-2,
     },
     # Uncorrelated Gaussian noise rarely finds the goal; repeating each action for 8 steps
-    # does, and 4 seeds reach a return of about 94 within 500 iterations.
+    # does. Tuned on master seed 0 (bench/results/tuning_mountaincar*): without the penalty 60/64
+    # agents solve it (the rest hold full throttle or never leave), 1e-3 -> 64/64, 1e-2 -> 63/64.
     "MountainCarContinuous-v0": {
         "NUM_ENVS": 16,
         "NUM_EVAL_ENVS": 16,
-        "TOTAL_TIMESTEPS": 2_000,
+        "TOTAL_TIMESTEPS": 1_000,
         "EVAL_INTERVAL": 250,
         "BUFFER_SIZE": 2_000,
         "BATCH_SIZE": 128,
@@ -162,6 +176,7 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
         "ACTOR_LEARNING_RATE": 1e-3,
         "CRITIC_LEARNING_RATE_END": 1e-3,
         "ACTOR_LEARNING_RATE_END": 1e-3,
+        "PRE_TANH_PENALTY": 1e-3,
     },
 }
 
@@ -169,6 +184,7 @@ _CHOICES = {
     "COMPUTE_DTYPE": ("float32", "bfloat16"),
     "IMPL": ("jax", "warp"),
     "RESET_MODE": ("fresh", "first_state"),
+    "PHYSICS_PRECISION": ("highest", "default"),
 }
 
 
@@ -242,6 +258,12 @@ def _validate(c: dict) -> None:
         f"it must be a multiple of NUM_ENVS={c['NUM_ENVS']} (each env gives BATCH_SIZE // NUM_ENVS samples)",
     )
     require(
+        c["TOTAL_TIMESTEPS"] < 2**31,
+        "TOTAL_TIMESTEPS",
+        "iteration counters are int32, so it must be below 2**31 (env steps are counted exactly "
+        "on the host, see env_steps_at_evals)",
+    )
+    require(
         c["TOTAL_TIMESTEPS"] >= c["EVAL_INTERVAL"] and c["TOTAL_TIMESTEPS"] % c["EVAL_INTERVAL"] == 0,
         "TOTAL_TIMESTEPS",
         f"it counts iterations run in eval chunks, so it must be a positive multiple of "
@@ -277,6 +299,7 @@ def validate_hparams(h: dict) -> None:
         "POLICY_NOISE",
         "NOISE_CLIP",
         "INIT_SCALE",
+        "PRE_TANH_PENALTY",
     ):
         require(h[key] >= 0.0, key, "it must be non-negative")
 
@@ -313,14 +336,15 @@ def _mlp(x, widths, dtype):
 
 
 class Actor(nn.Module):
-    """obs -> 3 ReLU layers (h, h/2, h/4) -> tanh action in [-1, 1]."""
+    """obs -> 3 ReLU layers (h, h/2, h/4) -> tanh action in [-1, 1] (and, if asked, the
+    pre-tanh output the actor loss penalizes)."""
 
     action_dim: int
     hidden_dim: int
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, obs):
+    def __call__(self, obs, with_pre_tanh: bool = False):
         h = self.hidden_dim
         x = _mlp(obs, (h, h // 2, h // 4), self.dtype)
         # Unit-normal init; `init_actor` rescales it to N(0, INIT_SCALE) (a traced setting).
@@ -332,7 +356,8 @@ class Actor(nn.Module):
             bias_init=nn.initializers.zeros,
             name="head",
         )
-        return jnp.tanh(head(x).astype(jnp.float32))
+        pre_tanh = head(x).astype(jnp.float32)
+        return (jnp.tanh(pre_tanh), pre_tanh) if with_pre_tanh else jnp.tanh(pre_tanh)
 
 
 class DistributionalCritic(nn.Module):
@@ -495,11 +520,15 @@ def nstep_return(rewards, dones, gamma):
     return reward, gamma**summed, last
 
 
-def buffer_sample(buf: ReplayBuffer, key, per_env: int, n_steps: int, gamma) -> Batch:
+def buffer_sample(
+    buf: ReplayBuffer, key, per_env: int, n_steps: int, gamma, disable_bootstrap: bool = False
+) -> Batch:
     """`per_env` n-step windows from every env, uniform with replacement over valid starts.
 
     A window is valid when its next observation is stored, so windows never cross the write
-    pointer: starts run over the oldest `size - n_steps` slots.
+    pointer: starts run over the oldest `size - n_steps` slots. A window that ends in a time-out
+    bootstraps from the true final observation unless `disable_bootstrap` (the reference's
+    `disable_bootstrap`: every done, time-outs included, ends the return).
     """
     capacity, num_envs = buf.obs.shape[:2]
     size = jnp.minimum(buf.ptr, capacity)
@@ -531,7 +560,7 @@ def buffer_sample(buf: ReplayBuffer, key, per_env: int, n_steps: int, gamma) -> 
         next_obs=flat(next_obs),
         next_privileged=flat(next_privileged),
         discount=flat(discount),
-        bootstrap=flat((trunc_end | ~done_end).astype(jnp.float32)),
+        bootstrap=flat((~done_end if disable_bootstrap else trunc_end | ~done_end).astype(jnp.float32)),
     )
 
 
@@ -616,12 +645,12 @@ class IterationStats(NamedTuple):
     """Scalars one iteration adds to its chunk's metrics."""
 
     finished_return: jax.Array  # sum of returns of episodes that ended
-    finished_episodes: jax.Array
+    finished_episodes: jax.Array  # int32, like every count here: exact at any scale
     critic_loss: jax.Array  # sums over the iteration's updates
     q_mean: jax.Array
-    critic_updates: jax.Array
+    critic_updates: jax.Array  # int32
     actor_loss: jax.Array
-    actor_updates: jax.Array
+    actor_updates: jax.Array  # int32
 
 
 def make_train(config: dict):
@@ -756,10 +785,10 @@ def make_train(config: dict):
             obs, _, critic_obs, _ = inputs
 
             def loss_fn(actor_params):
-                action = actor.apply(actor_params, obs)
+                action, pre_tanh = actor.apply(actor_params, obs, with_pre_tanh=True)
                 q = jax.nn.softmax(twin_critic(ts.critic_params, critic_obs, action)) @ support
                 q = q.min(0) if use_cdq else q.mean(0)
-                return -q.mean()
+                return -q.mean() + hp["PRE_TANH_PENALTY"] * jnp.square(pre_tanh).mean()
 
             loss, grads = jax.value_and_grad(loss_fn)(ts.actor_params)
             params, opt_state = apply_adamw(ts.actor_params, ts.actor_opt_state, grads, lr)
@@ -771,7 +800,9 @@ def make_train(config: dict):
             actor_lr = cosine_lr(hp["ACTOR_LEARNING_RATE"], hp["ACTOR_LEARNING_RATE_END"], iteration)
             key_sample, key_smooth = jax.random.split(key)
             # Sample once for all updates, then split: the buffer does not change in between.
-            batches = buffer_sample(buffer, key_sample, num_updates * per_env, n_steps, hp["GAMMA"])
+            batches = buffer_sample(
+                buffer, key_sample, num_updates * per_env, n_steps, hp["GAMMA"], config["DISABLE_BOOTSTRAP"]
+            )
             batches = jax.tree.map(
                 lambda x: (
                     x.reshape(num_envs, num_updates, per_env, *x.shape[1:])
@@ -780,8 +811,9 @@ def make_train(config: dict):
                 ),
                 batches,
             )
-            zero = jnp.float32(0.0)
-            critic_loss = q_mean = actor_loss = actor_updates = zero
+            zero, none = jnp.float32(0.0), jnp.int32(0)
+            critic_loss = q_mean = actor_loss = zero
+            actor_updates = none
             for i, key_i in enumerate(jax.random.split(key_smooth, num_updates)):
                 batch = jax.tree.map(lambda x: x[i], batches)
                 ts, inputs = critic_inputs(ts, batch)
@@ -790,14 +822,14 @@ def make_train(config: dict):
                 if num_updates > 1:  # the reference's cadence: inner index i % freq == 1
                     if i % policy_frequency == 1:
                         ts, loss = update_actor(ts, inputs, actor_lr)
-                        actor_loss, actor_updates = actor_loss + loss, actor_updates + 1.0
+                        actor_loss, actor_updates = actor_loss + loss, actor_updates + 1
                 else:  # one update per iteration: the actor follows the iteration index.
                     # The predicate depends only on the step counter, never on vmapped data,
                     # so it stays a real branch under vmap.
                     ts, loss, did = jax.lax.cond(
                         iteration % policy_frequency == 0,
-                        lambda s: (*update_actor(s, inputs, actor_lr), jnp.float32(1.0)),
-                        lambda s: (s, zero, zero),
+                        lambda s: (*update_actor(s, inputs, actor_lr), jnp.int32(1)),
+                        lambda s: (s, zero, none),
                         ts,
                     )
                     actor_loss, actor_updates = actor_loss + loss, actor_updates + did
@@ -806,11 +838,11 @@ def make_train(config: dict):
                         ts.critic_params, ts.target_critic_params, hp["TAU"]
                     )
                 )
-            return ts, (critic_loss, q_mean, jnp.float32(num_updates), actor_loss, actor_updates)
+            return ts, (critic_loss, q_mean, jnp.int32(num_updates), actor_loss, actor_updates)
 
         def skip_learning(ts, buffer, key, iteration):
-            zero = jnp.float32(0.0)
-            return ts, (zero, zero, zero, zero, zero)
+            zero, none = jnp.float32(0.0), jnp.int32(0)
+            return ts, (zero, zero, none, zero, none)
 
         # ---------------------------------------------------------------------------- ITERATION
         def iteration_step(runner: Runner, iteration):
@@ -839,7 +871,7 @@ def make_train(config: dict):
             )
             stats = IterationStats(
                 finished_return=jnp.where(step.done, episode_return, 0.0).sum(),
-                finished_episodes=step.done.sum().astype(jnp.float32),
+                finished_episodes=step.done.sum(dtype=jnp.int32),
                 critic_loss=critic_loss,
                 q_mean=q_mean,
                 critic_updates=critic_updates,
@@ -872,8 +904,10 @@ def make_train(config: dict):
             iterations = chunk * eval_interval + jnp.arange(eval_interval)
             runner, stats = jax.lax.scan(iteration_step, runner, iterations)
             stats = jax.tree.map(jnp.sum, stats)
+            # Env steps would overflow int32 at scale (16k envs x 150k iterations); the graph
+            # counts iterations, and `env_steps_at_evals(config)` gives env steps exactly.
             metrics = {
-                "env_steps": (chunk + 1) * eval_interval * num_envs,
+                "iteration": (chunk + 1) * eval_interval,
                 "eval_return": evaluate(runner.train_state),
                 "train_return": stats.finished_return
                 / jnp.where(stats.finished_episodes > 0, stats.finished_episodes, jnp.nan),
@@ -889,6 +923,13 @@ def make_train(config: dict):
         return {"metrics": metrics, "runner_state": runner.train_state}
 
     return train
+
+
+def env_steps_at_evals(config: dict) -> np.ndarray:
+    """Env transitions per agent at each evaluation, as int64 computed on the host (exact at
+    any scale; the traced metrics count iterations in int32)."""
+    evals = np.arange(1, config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"] + 1, dtype=np.int64)
+    return evals * config["EVAL_INTERVAL"] * config["NUM_ENVS"]
 
 
 def _is_head_kernel(path) -> bool:
@@ -954,8 +995,6 @@ def compile_and_run(jitted, *args) -> Timed:
 def main() -> None:
     import argparse
 
-    import numpy as np
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="Pendulum-v1", help="task name")
     parser.add_argument("--seeds", type=int, default=8, help="agents trained at once (vmapped)")
@@ -970,7 +1009,7 @@ def main() -> None:
     out, _, compile_s, run_s = compile_and_run(train, rngs)
     metrics = jax.tree.map(np.asarray, out["metrics"])
     print("\nenv steps/agent  eval return per seed")
-    for i, steps in enumerate(metrics["env_steps"][0]):
+    for i, steps in enumerate(env_steps_at_evals(config)):
         returns = "  ".join(f"{r:8.1f}" for r in metrics["eval_return"][:, i])
         print(f"{steps:>15,}  {returns}")
     final = metrics["eval_return"][:, -1]

@@ -1,6 +1,6 @@
 """Seed and hyperparameter sweeps of FastTD3X: many agents per compiled program.
 
-    python sweep.py                                  # the default: Pendulum-v1, 8 seeds x 2x2 grid
+    python sweep.py                                  # the default: Pendulum-v1, 16 seeds x 2 settings
     python sweep.py --env CheetahRun --seeds 64 --grid CRITIC_LEARNING_RATE=1e-4,3e-4,1e-3 \\
         --grid TAU=0.05,0.1 --set NUM_ENVS=128 --out results/cheetah
 
@@ -21,13 +21,16 @@ Results format (loads with numpy alone; `plots.results.load_sweep` does it for y
                                                train_return, critic_loss, actor_loss, q_mean
         meta                                   JSON string: device, versions, compile and run
                                                seconds, agents with non-finite values
-    OUT/summary.csv           final eval return per grid point: mean, IQM, 95% bootstrap CI
+    OUT/summary.csv           final eval return per grid point: mean, IQM, 95% bootstrap CI, worst
+                              seed; with a solved threshold also the fraction of seeds solved
+                              and the env steps and run seconds at which the mean reaches it
     OUT/plots/*.png           learning curves and the grid plot
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import os
@@ -41,11 +44,21 @@ import numpy as np
 
 import envs
 import purejax_fasttd3 as ft
-from plots.results import finite_agents, grid_table, load_sweep
+from plots.results import (
+    SOLVED_THRESHOLDS,
+    finite_agents,
+    grid_table,
+    load_sweep,
+    rank_rows,
+    solved_threshold,
+)
 
 FORMAT = "fasttd3x-sweep/1"
 METRICS = ("env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean")
-DEFAULT_GRID = ["CRITIC_LEARNING_RATE=3e-4,1e-3", "TAU=0.05,0.1"]
+# The default job: 16 seeds at each of the two PRE_TANH_PENALTY values that solved at least 62 of
+# 64 tuning seeds (bench/results/tuning_pendulum).
+DEFAULT_SEEDS = 16
+DEFAULT_GRID = ["PRE_TANH_PENALTY=1e-3,1e-2"]
 
 
 # ==================================================================================================
@@ -58,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--env", default="Pendulum-v1", help="task: gymnax or MuJoCo Playground name")
-    parser.add_argument("--seeds", type=int, default=8, help="seeds per grid point")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per grid point")
     parser.add_argument(
         "--seed", type=int, default=0, help="master PRNG seed; seed i uses split(PRNGKey(seed), seeds)[i]"
     )
@@ -85,6 +98,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--save-policies", action="store_true", help="also store every agent's final actor and normalizer"
     )
+    parser.add_argument(
+        "--solved-at",
+        type=float,
+        default=None,
+        metavar="RETURN",
+        help="final eval return at or above which a seed counts as solved, for the success columns "
+        f"of the summary and the plots (default: the task's entry in {SOLVED_THRESHOLDS})",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip drawing the plots at the end")
     parser.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
     parser.add_argument(
@@ -95,6 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.chunk is not None and args.chunk < 1:
         parser.error(f"--chunk must be at least 1, got {args.chunk}")
+    if args.solved_at is not None and not np.isfinite(args.solved_at):
+        parser.error(f"--solved-at must be a finite return, got {args.solved_at}")
     if args.grid is None:
         args.grid = [] if args.set else list(DEFAULT_GRID)
     return args
@@ -423,6 +446,7 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
             run_s = time.perf_counter() - t0
             n = len(agents)
             metrics = {name: values[:n] for name, values in result["metrics"].items()}
+            metrics["env_steps"] = np.tile(ft.env_steps_at_evals(config), (n, 1))  # int64, exact
             flagged = agents[
                 ~finite_agents({"agent": agents, **{f"metric_{k}": v for k, v in metrics.items()}})
             ].tolist()
@@ -463,52 +487,93 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
 # ==================================================================================================
 # SUMMARY
 # ==================================================================================================
-def summarize(out: pathlib.Path) -> list[dict]:
-    """Prints and writes the ranked per-grid-point table of final eval returns."""
+def summarize(out: pathlib.Path, solved_at: float | None = None) -> list[dict]:
+    """Prints and writes (summary.csv) the ranked per-grid-point table of final eval returns.
+
+    Ranked by the fraction of seeds that solve the task, then IQM, so a grid point that loses
+    seeds never reads as the winner. `solved_at` overrides the task's SOLVED_THRESHOLDS entry;
+    without either, the success columns are left out.
+    """
     sweep = load_sweep(out)
+    threshold = solved_threshold(sweep["env"], solved_at)
+    if threshold is None:
+        print(
+            f"\n{sweep['env']} has no solved threshold (plots/results.py SOLVED_THRESHOLDS): success "
+            "columns left out; pass --solved-at RETURN to add them"
+        )
+    else:
+        source = "--solved-at" if solved_at is not None else "SOLVED_THRESHOLDS"
+        print(
+            f"\nsolved: final eval return >= {threshold:g} ({source}); steps and run s to: the first eval "
+            "at which the mean over seeds reaches it"
+        )
     rows = []
     for c, combo in enumerate(sweep["combos"]):
-        table = sorted(grid_table(combo), key=lambda r: -np.nan_to_num(r["iqm"], nan=-np.inf))
+        table = rank_rows(grid_table(combo, threshold))
         settings = combo.get("settings") or {}
         where = (
             f"combo {c} ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else f"combo {c}"
         )
-        print(f"\n{where}: final eval return over seeds, ranked by IQM")
-        print(
-            f"{'grid point':40s} {'seeds':>5s} {'mean':>9s} {'IQM':>9s} {'95% CI':>21s} {'non-finite':>10s}"
-        )
+        ranking = "solved fraction, then IQM" if threshold is not None else "IQM"
+        print(f"\n{where}: final eval return over seeds, ranked by {ranking}")
+        header = f"{'grid point':40s} {'seeds':>5s} {'mean':>9s} {'IQM':>9s} {'95% CI':>21s} {'min':>9s}"
+        if threshold is not None:
+            header += f" {'solved':>7s} {'steps to':>10s} {'run s to':>9s}"
+        print(f"{header} {'non-finite':>10s}")
         for row in table:
             point = ", ".join(f"{k}={v:g}" for k, v in row["grid"].items()) or "(defaults)"
             ci = f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
-            print(
-                f"{point:40s} {row['seeds']:5d} {row['mean']:9.1f} {row['iqm']:9.1f} {ci:>21s} {row['nonfinite']:10d}"
-            )
-            rows.append(
-                {"combo": c, **settings, **row["grid"], **{k: v for k, v in row.items() if k != "grid"}}
-            )
+            line = f"{point:40s} {row['seeds']:5d} {row['mean']:9.1f} {row['iqm']:9.1f} {ci:>21s}"
+            line += f" {row['min']:9.1f}"
+            if threshold is not None:
+                solved = f"{round(row['solved'] * row['seeds'])}/{row['seeds']}" if row["seeds"] else "-"
+                steps, seconds = row["steps_to_threshold"], row["seconds_to_threshold"]
+                line += f" {solved:>7s} {_or_never(steps, 'd'):>10s} {_or_never(seconds, '.1f'):>9s}"
+            print(f"{line} {row['nonfinite']:10d}")
+            stats = {k: v for k, v in row.items() if k not in ("grid", "finals")}
+            rows.append({"combo": c, **settings, **row["grid"], **stats})
     _write_csv(out / "summary.csv", rows)
     return rows
 
 
+def _or_never(value, spec: str) -> str:
+    """A time to the threshold for the printed table; NaN means the mean never reached it."""
+    return "never" if np.isnan(value) else format(value, spec)
+
+
 def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
+    """Atomic, like the results; NaN (no data, or a threshold never reached) is written as "nan"."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    lines = [",".join(columns)] + [",".join(str(row.get(k, "")) for k in columns) for row in rows]
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
     os.replace(tmp, path)
+
+
+def use_every_cpu_core() -> None:
+    """One XLA host device per CPU core, so a sweep on CPU shards its agents over all cores
+    (one host device runs these small kernels on about one core). Takes effect only before JAX
+    starts its backends, as in `python sweep.py`; a device count in XLA_FLAGS wins."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        count = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+        os.environ["XLA_FLAGS"] = f"{flags} {count}".strip()
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    use_every_cpu_core()
     try:
         out = run_sweep(args)
     except (ValueError, MemoryError) as error:
         sys.exit(f"sweep.py: error: {error}")
-    summarize(out)
+    summarize(out, args.solved_at)
     if not args.no_plots:
         from plots import draw_all
 
-        for png in draw_all(out):
+        for png in draw_all(out, args.solved_at):
             print(f"wrote {png}")
 
 

@@ -59,7 +59,7 @@ def main() -> None:
     wall_s = time.perf_counter() - start
 
     metrics = jax.tree.map(lambda x: np.asarray(x).tolist(), out["metrics"])
-    env_steps = metrics["env_steps"][0]
+    env_steps = ft.env_steps_at_evals(config).tolist()
     mean = np.mean(metrics["eval_return"], axis=0)
     reference = REFERENCE_RETURNS.get(args.env, {})
     comparison = {

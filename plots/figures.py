@@ -33,7 +33,8 @@ def draw_per_combo(sweep: dict, results_dir, kind: str, figure) -> list[Path]:
 
 
 def results_dir_main(argv, description: str, draw) -> list[Path]:
-    """The command line of a per-sweep plot script: `script.py RESULTS_DIR`."""
+    """The command line of a per-sweep plot script: `script.py RESULTS_DIR [--solved-at RETURN]`,
+    which calls draw(sweep, RESULTS_DIR, solved_at)."""
     import argparse
 
     from plots.results import load_sweep
@@ -42,8 +43,15 @@ def results_dir_main(argv, description: str, draw) -> list[Path]:
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("results_dir", type=Path)
+    parser.add_argument(
+        "--solved-at",
+        type=float,
+        default=None,
+        metavar="RETURN",
+        help="solved threshold on the final eval return (default: the task's SOLVED_THRESHOLDS entry)",
+    )
     args = parser.parse_args(argv)
-    paths = draw(load_sweep(args.results_dir), args.results_dir)
+    paths = draw(load_sweep(args.results_dir), args.results_dir, args.solved_at)
     print("\n".join(map(str, paths)))
     return paths
 

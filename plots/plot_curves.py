@@ -1,9 +1,10 @@
 """Learning curves of a sweep: eval return vs env steps, one figure per static combination.
 
-    python plots/plot_curves.py RESULTS_DIR      # writes RESULTS_DIR/plots/curves_combo_XXX.png
+    python plots/plot_curves.py RESULTS_DIR [--solved-at RETURN]   # RESULTS_DIR/plots/curves_combo_XXX.png
 
 One colour per grid point: the IQM over finite seeds with a 95% percentile-bootstrap band
-(seeds resampled, one interval per eval point), plus thin per-seed lines when seeds are few.
+(seeds resampled, one interval per eval point), plus thin per-seed lines when seeds are few,
+and a dashed line at the task's solved threshold when it has one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 if __name__ == "__main__" and not __package__:  # run as a file: make the `plots` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -24,6 +27,7 @@ from plots.results import (  # noqa: E402
     finite_agents,
     grid_points,
     iqm,
+    solved_threshold,
 )
 
 MAX_SEED_LINES = 8  # beyond this, per-seed lines clutter more than they inform
@@ -34,12 +38,13 @@ def main(argv=None) -> list[Path]:
     return results_dir_main(argv, __doc__, draw_curves)
 
 
-def draw_curves(sweep: dict, results_dir) -> list[Path]:
+def draw_curves(sweep: dict, results_dir, solved_at: float | None = None) -> list[Path]:
     """One curves_combo_XXX.png per combination under RESULTS_DIR/plots."""
-    return draw_per_combo(sweep, results_dir, "curves", curves_figure)
+    threshold = solved_threshold(sweep["env"], solved_at)
+    return draw_per_combo(sweep, results_dir, "curves", partial(curves_figure, threshold=threshold))
 
 
-def curves_figure(sweep: dict, combo: dict):
+def curves_figure(sweep: dict, combo: dict, threshold: float | None = None):
     """Eval-return curves of every grid point of one combination."""
     if not combo["arrays"]:
         return message_figure(combo_title(sweep, combo), "no finished agents yet")
@@ -56,6 +61,8 @@ def curves_figure(sweep: dict, combo: dict):
             continue
         steps = arrays["metric_env_steps"][present][0]  # identical for all agents of a combination
         draw_grid_point(ax, steps, returns, color, label)
+    if threshold is not None:
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"solved: >= {threshold:g}")
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval return (IQM over seeds, 95% bootstrap CI)")
     ax.set_title(combo_title(sweep, combo))

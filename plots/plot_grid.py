@@ -1,15 +1,20 @@
 """Final return across the hyperparameter grid, one figure per static combination.
 
-    python plots/plot_grid.py RESULTS_DIR      # writes RESULTS_DIR/plots/grid_combo_XXX.png
+    python plots/plot_grid.py RESULTS_DIR [--solved-at RETURN]   # RESULTS_DIR/plots/grid_combo_XXX.png
 
-Shows the IQM over finite seeds of the last eval return with 95% percentile-bootstrap CIs:
-points vs the value for a one-parameter grid, a heatmap for two parameters, and a ranked bar
-chart of grid points otherwise (no grid, or more than two parameters).
+Made so that failing seeds stay visible. With a solved threshold (the task's SOLVED_THRESHOLDS
+entry, or --solved-at) one panel shows the fraction of seeds whose final eval return reaches
+it, on a fixed 0..1 colour scale and annotated "solved/seeds": a heatmap for a two-parameter
+grid, bars otherwise. The other panel shows every grid point's mean final return over finite
+seeds with its 95% percentile-bootstrap CI, and each seed's final return as a faint dot (red
+when it misses the threshold). Grid points are listed in grid order for one or two parameters
+and ranked (solved fraction, then IQM) otherwise. Without a threshold only the mean panel is drawn.
 """
 
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:  # run as a file: make the `plots` package importable
@@ -18,10 +23,19 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the `plots
 import numpy as np  # noqa: E402
 
 from plots.figures import draw_per_combo, results_dir_main, message_figure, plt  # noqa: E402
-from plots.results import combo_title, describe, format_value, grid_table  # noqa: E402
+from plots.results import (  # noqa: E402
+    bootstrap_ci,
+    combo_title,
+    describe,
+    format_value,
+    grid_table,
+    rank_rows,
+    solved_threshold,
+)
 
-VALUE_LABEL = "final eval return (IQM, 95% CI)"
-LOG_SPAN = 10.0  # positive values spanning more than this factor get a log axis
+VALUE_LABEL = "final eval return (mean over seeds, 95% bootstrap CI)"
+SOLVED_LABEL = "fraction of seeds solved"
+SOLVED_CMAP = plt.get_cmap("viridis").with_extremes(bad="lightgray")  # grey: no seeds yet
 
 
 def main(argv=None) -> list[Path]:
@@ -29,25 +43,46 @@ def main(argv=None) -> list[Path]:
     return results_dir_main(argv, __doc__, draw_grid)
 
 
-def draw_grid(sweep: dict, results_dir) -> list[Path]:
+def draw_grid(sweep: dict, results_dir, solved_at: float | None = None) -> list[Path]:
     """One grid_combo_XXX.png per combination under RESULTS_DIR/plots."""
-    return draw_per_combo(sweep, results_dir, "grid", grid_figure)
+    threshold = solved_threshold(sweep["env"], solved_at)
+    return draw_per_combo(sweep, results_dir, "grid", partial(grid_figure, threshold=threshold))
 
 
-def grid_figure(sweep: dict, combo: dict):
-    """The figure kind that suits the number of grid parameters."""
+def grid_figure(sweep: dict, combo: dict, threshold: float | None = None):
+    """Success rate (with a threshold) beside mean, CI and seeds, laid out for the grid's shape."""
     title = combo_title(sweep, combo)
-    rows = grid_table(combo)
-    if all(np.isnan(row["iqm"]) for row in rows):
-        return message_figure(title, "no finished agents with finite metrics yet")
+    rows = grid_table(combo, threshold)
+    if not any(row["seeds"] for row in rows):
+        return message_figure(title, "no finished agents yet")
     keys = list(combo["grid"])
+    listed = rows if len(keys) in (1, 2) else rank_rows(rows)
     if len(keys) == 1:
-        fig = line_figure(rows, keys[0])
-    elif len(keys) == 2:
-        fig = heatmap_figure(rows, combo["grid"])
+        labels = [f"{format_value(row['grid'][keys[0]])} ({seeds_note(row)})" for row in listed]
     else:
-        fig = ranked_figure(rows)
-    fig.axes[0].set_title(title)
+        labels = [f"{describe(row['grid'])} ({seeds_note(row)})" for row in listed]
+    height = max(2.8, 1.2 + 0.4 * len(listed))
+    if threshold is None:
+        fig, means_ax = plt.subplots(figsize=(8, height), layout="constrained")
+    elif len(keys) == 2:
+        shape = [len(values) for values in combo["grid"].values()]
+        fig, (solved_ax, means_ax) = plt.subplots(
+            1,
+            2,
+            figsize=(1.3 * shape[1] + 11, max(height, 1.1 * shape[0] + 1.8)),
+            width_ratios=[1.3 * shape[1] + 2, 7],
+            layout="constrained",
+        )
+        solved_heatmap(solved_ax, rows, combo["grid"])
+    else:
+        fig, (solved_ax, means_ax) = plt.subplots(
+            1, 2, sharey=True, figsize=(11, height), width_ratios=[1, 3], layout="constrained"
+        )
+        solved_bars(solved_ax, listed)
+    means_panel(means_ax, listed, labels, threshold)
+    if len(keys) == 1:
+        fig.axes[0].set_ylabel(keys[0])  # the leftmost panel carries the shared labels
+    fig.suptitle(title)
     return fig
 
 
@@ -57,91 +92,65 @@ def seeds_note(row: dict) -> str:
     return f"n={used}" + (f", {row['nonfinite']} non-finite" if row["nonfinite"] else "")
 
 
-def error_bars(rows: list[dict]) -> np.ndarray:
-    """[2, N] distances from the IQM to the CI bounds, as matplotlib's errorbar wants."""
-    center = np.array([row["iqm"] for row in rows])
-    return np.array([center - [row["ci_low"] for row in rows], [row["ci_high"] for row in rows] - center])
+def solved_text(row: dict) -> str:
+    """'solved/seeds' for one grid point; diverged seeds count as unsolved and are named."""
+    if not row["seeds"]:
+        return "no data"
+    text = f"{round(row['solved'] * row['seeds'])}/{row['seeds']}"
+    return text + (f"\n{row['nonfinite']} non-finite" if row["nonfinite"] else "")
 
 
-def line_figure(rows: list[dict], key: str):
-    """IQM with CI error bars against the value of the single grid parameter."""
-    x = np.array([row["grid"][key] for row in rows], float)
-    y = np.array([row["iqm"] for row in rows])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.errorbar(x, y, yerr=error_bars(rows), fmt="o-", capsize=4)
-    if (x > 0).all() and x.max() > LOG_SPAN * x.min():
-        ax.set_xscale("log")
-    ax.set_xticks(x, [format_value(value) for value in x])
-    ax.minorticks_off()
-    for row, x_value, y_value in zip(rows, x, y):
-        if np.isfinite(y_value):
-            ax.annotate(
-                seeds_note(row),
-                (x_value, y_value),
-                textcoords="offset points",
-                xytext=(6, 6),
-                fontsize="small",
-            )
-    ax.set_xlabel(key)
-    ax.set_ylabel(VALUE_LABEL)
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def heatmap_figure(rows: list[dict], grid: dict):
-    """IQM per (first, second) parameter cell, annotated with the CI and seed count."""
+def solved_heatmap(ax, rows: list[dict], grid: dict) -> None:
+    """Solved fraction per (first, second) parameter cell on a fixed 0..1 scale."""
     (row_key, row_values), (col_key, col_values) = grid.items()
     shape = (len(row_values), len(col_values))  # product order: the second key varies fastest
-    iqms = np.array([row["iqm"] for row in rows]).reshape(shape)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.9 * shape[1] + 2.5), max(3.5, 1.1 * shape[0] + 1.5)))
-    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgray")
-    image = ax.imshow(np.ma.masked_invalid(iqms), cmap=cmap, aspect="auto")
-    fig.colorbar(image, ax=ax, label=VALUE_LABEL)
-    midpoint = np.nanmean([np.nanmin(iqms), np.nanmax(iqms)])
+    solved = np.array([row["solved"] for row in rows]).reshape(shape)
+    image = ax.imshow(np.ma.masked_invalid(solved), cmap=SOLVED_CMAP, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.figure.colorbar(image, ax=ax, label=SOLVED_LABEL)
     for row, (i, j) in zip(rows, np.ndindex(shape)):
-        ax.text(
-            j,
-            i,
-            cell_text(row),
-            ha="center",
-            va="center",
-            fontsize="small",
-            color="white" if iqms[i, j] < midpoint else "black",
-        )
+        color = "white" if solved[i, j] < 0.5 else "black"  # readable on viridis; NaN cells are grey
+        ax.text(j, i, solved_text(row), ha="center", va="center", color=color)
     ax.set_xticks(range(shape[1]), [format_value(value) for value in col_values])
     ax.set_yticks(range(shape[0]), [format_value(value) for value in row_values])
     ax.set_xlabel(col_key)
     ax.set_ylabel(row_key)
-    return fig
 
 
-def cell_text(row: dict) -> str:
-    """Heatmap annotation: IQM, CI and seeds, or why the cell is empty."""
-    if np.isnan(row["iqm"]):
-        return f"no data\n{seeds_note(row)}"
-    return f"{row['iqm']:.3g}\n[{row['ci_low']:.3g}, {row['ci_high']:.3g}]\n{seeds_note(row)}"
+def solved_bars(ax, rows: list[dict]) -> None:
+    """Solved fraction per listed grid point as bars on a fixed 0..1 axis, coloured as the heatmap."""
+    solved = np.array([row["solved"] for row in rows])
+    positions = np.arange(len(rows))
+    ax.barh(positions, np.nan_to_num(solved), color=SOLVED_CMAP(np.ma.masked_invalid(solved)))
+    for position, row in zip(positions, rows):
+        ax.text(0.98, position, solved_text(row), ha="right", va="center", fontsize="small")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xticks([0.0, 0.5, 1.0])
+    ax.set_xlabel(SOLVED_LABEL)
 
 
-def ranked_figure(rows: list[dict]):
-    """Grid points as horizontal bars, best IQM on top, grid points without data at the bottom."""
-    ranked = sorted(rows, key=lambda row: -row["iqm"] if np.isfinite(row["iqm"]) else np.inf)
-    labels = [f"{describe(row['grid'])} ({seeds_note(row)})" for row in ranked]
-    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.4 * len(ranked)))
-    positions = np.arange(len(ranked))
-    ax.barh(
-        positions,
-        [row["iqm"] for row in ranked],
-        xerr=error_bars(ranked),
-        capsize=3,
-        color="tab:blue",
-        alpha=0.8,
-    )
+def means_panel(ax, rows: list[dict], labels: list[str], threshold: float | None) -> None:
+    """Mean with bootstrap CI per listed grid point, first on top, over faint per-seed dots."""
+    positions = np.arange(len(rows))
+    finals = np.concatenate([row["finals"] for row in rows])
+    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(finals))  # fixed: redraws are identical
+    offsets = np.repeat(positions, [len(row["finals"]) for row in rows]) + jitter
+    solved = np.ones(len(finals), bool) if threshold is None else finals >= threshold
+    dots = {"seed": solved, "unsolved seed": ~solved}
+    for (label, chosen), color in zip(dots.items(), ("tab:blue", "tab:red")):
+        if chosen.any():
+            ax.scatter(finals[chosen], offsets[chosen], s=14, color=color, alpha=0.4, lw=0, label=label)
+    means = np.array([row["mean"] for row in rows])
+    bounds = np.array([bootstrap_ci(row["finals"], np.mean) for row in rows]).T
+    # Clipped at 0: the mean can sit an ulp outside a degenerate interval (all seeds equal).
+    errors = np.clip([means - bounds[0], bounds[1] - means], 0.0, None)
+    ax.errorbar(means, positions, xerr=errors, fmt="D", color="black", capsize=4, label="mean, 95% CI")
+    if threshold is not None:
+        ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"solved: >= {threshold:g}")
     ax.set_yticks(positions, labels)
-    ax.invert_yaxis()
-    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first grid point on top
     ax.set_xlabel(VALUE_LABEL)
     ax.grid(axis="x", alpha=0.3)
-    return fig
+    ax.legend(fontsize="small", loc="best")
 
 
 if __name__ == "__main__":

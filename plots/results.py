@@ -9,14 +9,16 @@ per static combination, each with `config.json` and one .npz file per finished c
      "config": {...},                 # combo_XXX/config.json ({} if not written yet)
      "grid": {"TAU": [...], ...},     # the sweep's traced grid (shared by all combinations)
      "arrays": {"agent": [A], "grid_index": [A], "seed_index": [A],
-                "hparam_TAU": [A], "metric_eval_return": [A, E], ...},   # sorted by agent id
+                "hparam_TAU": [A], "metric_eval_return": [A, E], ...,    # sorted by agent id
+                "chunk_index": [A]},  # position in "meta" of the chunk holding the agent
      "meta": [{...}, ...]}            # the parsed "meta" JSON of each chunk, in file order
 
 Every *.npz in a combo folder is a chunk, whatever its name (the format names them
 chunk_XXXX.npz, sweep.py agents_AAAAAA-BBBBBB.npz); half-written "*.npz.tmp" files are not.
 "arrays" is {} for a combination without finished chunks. Statistics follow rliable
 (Agarwal et al. 2021): the interquartile mean and percentile-bootstrap confidence intervals
-that resample seeds with replacement.
+that resample seeds with replacement. A seed is "solved" when its final eval return reaches the
+task's threshold (SOLVED_THRESHOLDS, or one given on the command line).
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ FINITE_METRICS = ("eval_return", "critic_loss", "actor_loss", "q_mean")
 # Loss means are 0/0 = NaN in eval chunks that end before the first update (LEARNING_STARTS);
 # such leading NaNs are bookkeeping, not divergence.
 LOSS_METRICS = ("critic_loss", "actor_loss", "q_mean")
+# A seed solves a task when its final eval return is at least the task's threshold.
+# Pendulum-v1: a policy that never swings the pendulum up scores about -1200 to -1500 per
+# episode, one that swings it up and balances it about -150 on average over starts, so -200
+# separates the two. MountainCarContinuous-v0: gym's own reward_threshold, 90 (reaching the
+# flag pays +100 minus the action cost; a car that never gets there ends near 0). Tasks without
+# an entry get no success statistics unless a threshold is given (sweep.py --solved-at).
+SOLVED_THRESHOLDS = {"Pendulum-v1": -200.0, "MountainCarContinuous-v0": 90.0}
 
 
 # -------------------------------------------------------------------------------------- LOADING
@@ -57,12 +66,15 @@ def load_combo(combo_dir: Path, index: int, settings: dict, grid: dict) -> dict:
     config_path = combo_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     chunks = [read_chunk(path) for path in sorted(combo_dir.glob("*.npz"))]
+    tagged = [
+        {**arrays, "chunk_index": np.full(len(arrays["agent"]), k)} for k, (arrays, _) in enumerate(chunks)
+    ]
     return {
         "index": index,
         "settings": settings,
         "config": config,
         "grid": grid,
-        "arrays": concatenate_chunks([arrays for arrays, _ in chunks]),
+        "arrays": concatenate_chunks(tagged),
         "meta": [meta for _, meta in chunks],
     }
 
@@ -149,34 +161,89 @@ def bootstrap_ci(x, statistic: Callable = iqm, reps: int = 2000, alpha: float = 
     return low, high
 
 
-def grid_table(combo: dict, reps: int = 2000, alpha: float = 0.05, seed: int = 0) -> list[dict]:
+def grid_table(
+    combo: dict, threshold: float | None = None, reps: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> list[dict]:
     """One row per grid point (product order) with final-return statistics over finite seeds.
 
     Row keys: "grid_index", "grid" ({KEY: value} of the point), "seeds" (agents present),
-    "nonfinite" (of those, agents with NaN/inf metrics), and over the other seeds' last eval
-    return "mean", "iqm", "ci_low", "ci_high". Without finite seeds the statistics are NaN.
+    "nonfinite" (of those, agents with NaN/inf metrics), "finals" (the other seeds' last eval
+    return, in agent order) and over those "mean", "iqm", "ci_low", "ci_high" and "min" (the
+    worst seed). Without finite seeds the statistics are NaN. With a threshold, also the keys of
+    `success_stats`.
     """
     arrays = combo["arrays"]
     if arrays:
         grid_index, finite = arrays["grid_index"], finite_agents(arrays)
-        final = np.asarray(arrays["metric_eval_return"], float)[:, -1]
+        returns = np.asarray(arrays["metric_eval_return"], float)
     else:  # no finished chunks yet: every grid point is empty
-        grid_index, finite, final = np.zeros(0, int), np.zeros(0, bool), np.zeros(0)
+        grid_index, finite, returns = np.zeros(0, int), np.zeros(0, bool), np.zeros((0, 1))
     rows = []
     for index, point in enumerate(grid_points(combo["grid"])):
         present = grid_index == index
-        values = final[present & finite]
-        low, high = bootstrap_ci(values, iqm, reps, alpha, seed)
-        rows.append(
-            {
-                "grid_index": index,
-                "grid": point,
-                "seeds": int(present.sum()),
-                "nonfinite": int((present & ~finite).sum()),
-                "mean": float(values.mean()) if len(values) else np.nan,
-                "iqm": float(iqm(values)),
-                "ci_low": float(low),
-                "ci_high": float(high),
-            }
-        )
+        curves = returns[present & finite]
+        finals = curves[:, -1]
+        low, high = bootstrap_ci(finals, iqm, reps, alpha, seed)
+        row = {
+            "grid_index": index,
+            "grid": point,
+            "seeds": int(present.sum()),
+            "nonfinite": int((present & ~finite).sum()),
+            "finals": finals,
+            "mean": float(finals.mean()) if len(finals) else np.nan,
+            "iqm": float(iqm(finals)),
+            "ci_low": float(low),
+            "ci_high": float(high),
+            "min": float(finals.min()) if len(finals) else np.nan,
+        }
+        if threshold is not None:
+            row.update(success_stats(combo, present, curves, threshold))
+        rows.append(row)
     return rows
+
+
+def success_stats(combo: dict, present: np.ndarray, curves: np.ndarray, threshold: float) -> dict:
+    """How reliably and how fast one grid point reaches the threshold.
+
+    present: [A] mask of the point's agents; curves: the eval returns of its finite seeds
+    [seeds, E]. Keys: "threshold"; "solved", the fraction of the point's seeds whose final eval
+    return is >= threshold (a non-finite seed counts as unsolved: it failed); "steps_to_threshold"
+    and "seconds_to_threshold", the env steps and run seconds at the first eval where the mean over
+    finite seeds reaches the threshold (NaN if it never does).
+    """
+    seeds = int(present.sum())
+    row = {
+        "threshold": float(threshold),
+        "solved": float((curves[:, -1] >= threshold).sum() / seeds) if seeds else np.nan,
+        "steps_to_threshold": np.nan,
+        "seconds_to_threshold": np.nan,
+    }
+    reached = np.flatnonzero(curves.mean(axis=0) >= threshold) if len(curves) else []
+    if len(reached):
+        arrays, first = combo["arrays"], int(reached[0])
+        row["steps_to_threshold"] = int(arrays["metric_env_steps"][present][0, first])  # same for all seeds
+        # All agents of a device call run together and every eval chunk runs the same number of
+        # iterations, so eval k of E ends at about run_seconds * (k + 1) / E (an estimate: warm-up
+        # iterations before LEARNING_STARTS skip their updates and run faster). A grid point whose
+        # agents span several calls takes the slowest of those calls' run_seconds.
+        chunks = np.unique(arrays["chunk_index"][present])
+        run_seconds = np.max([combo["meta"][k].get("run_seconds", np.nan) for k in chunks])
+        row["seconds_to_threshold"] = float(run_seconds * (first + 1) / curves.shape[1])
+    return row
+
+
+def solved_threshold(env: str, solved_at: float | None = None) -> float | None:
+    """The threshold a seed's final eval return must reach: `solved_at` if given, else the
+    task's SOLVED_THRESHOLDS entry; None when the task has neither."""
+    return solved_at if solved_at is not None else SOLVED_THRESHOLDS.get(env)
+
+
+def rank_rows(rows: list[dict]) -> list[dict]:
+    """Best first: by solved fraction, then IQM, so a high IQM cannot hide lost seeds; grid points
+    without data last. Without success statistics, by IQM alone."""
+
+    def key(row):
+        solved = np.nan_to_num(row.get("solved", 0.0), nan=-np.inf)
+        return -solved, -np.nan_to_num(row["iqm"], nan=-np.inf)
+
+    return sorted(rows, key=key)

@@ -231,6 +231,24 @@ def test_buffer_sample_matches_history(history, ptr, n):
                 np.testing.assert_array_equal(batch.next_privileged[i], nxt_priv)
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_disable_bootstrap_ends_returns_at_time_outs(history, n):
+    """DISABLE_BOOTSTRAP (the reference's `bootstrap = ~dones`): windows that end in a time-out
+    no longer bootstrap; everything else about the batch is unchanged."""
+    buf, key = history["snapshots"][T_TOTAL], jax.random.PRNGKey(5)
+    normal = jax.tree.map(np.asarray, ft.buffer_sample(buf, key, 64, n, jnp.float32(0.9)))
+    ended = jax.tree.map(np.asarray, ft.buffer_sample(buf, key, 64, n, jnp.float32(0.9), True))
+    timed_out = np.zeros(len(normal.obs), bool)
+    for i, c in enumerate(normal.obs[:, 0].astype(int)):
+        t, e = c // 100, c % 100
+        r, disc, boot, nxt, _ = reference_window(history, t, e, n, 0.9)
+        timed_out[i] = boot == 1.0 and nxt is not None and nxt[0] >= 5000
+        assert ended.bootstrap[i] == (0.0 if timed_out[i] else boot)
+    assert timed_out.any() and (normal.bootstrap[timed_out] == 1.0).all()
+    for field in ("obs", "action", "reward", "discount", "next_obs"):
+        np.testing.assert_array_equal(getattr(ended, field), getattr(normal, field))
+
+
 def test_buffer_sample_covers_truncation_and_termination_ends(history):
     """The fixture exercises the interesting window ends (so the check above is not vacuous)."""
     ptr, n = T_TOTAL, 3
@@ -413,6 +431,7 @@ def test_default_hparams_are_float32_scalars_of_traced_keys():
         "V_MAX",
         "WEIGHT_DECAY",
         "INIT_SCALE",
+        "PRE_TANH_PENALTY",
     }
     config = ft.make_config("Pendulum-v1", GAMMA=0.95, TAU=0.05)
     h = ft.default_hparams(config)

@@ -167,3 +167,55 @@ def test_t1_loads_offline_with_asymmetric_observations(monkeypatch):
     task = registry.load("T1JoystickFlatTerrain", config_overrides={"impl": "jax"})
     obs = jax.jit(task.reset)(jax.random.PRNGKey(0)).obs
     np.testing.assert_array_equal(np.asarray(obs["privileged_state"][:85]), np.asarray(obs["state"]))
+
+
+def _dot_precisions(lowered_text: str) -> list[str]:
+    """The precision config of every dot_general in a lowered StableHLO program."""
+    dots = [line for line in lowered_text.splitlines() if "stablehlo.dot_general" in line]
+    return ["HIGHEST" if "HIGHEST" in line else "DEFAULT" for line in dots]
+
+
+@pytest.mark.slow
+def test_playground_physics_at_highest_precision(cartpole):
+    """PHYSICS_PRECISION="highest" (the default) reaches every matmul of MJX's traced step."""
+    state = cartpole.reset(jax.random.PRNGKey(0))
+    lowered = jax.jit(cartpole.step).lower(state, jnp.zeros(cartpole.action_dim), jax.random.PRNGKey(1))
+    precisions = _dot_precisions(lowered.as_text())
+    assert precisions and set(precisions) == {"HIGHEST"}, precisions
+
+
+def test_physics_precision_setting_leaves_networks_alone():
+    """The setting wraps the simulator only: with "highest", a matmul traced inside the env
+    functions carries HIGHEST while the networks' matmuls keep the default; "default" leaves
+    the simulator at the backend's default too."""
+    matrix = jnp.arange(9.0).reshape(3, 3)
+
+    def sim(x):
+        return x @ matrix
+
+    x = jnp.ones(3)
+    highest = envs._at_precision("highest", sim)
+    assert _dot_precisions(jax.jit(highest).lower(x).as_text()) == ["HIGHEST"]
+    assert _dot_precisions(jax.jit(envs._at_precision("default", sim)).lower(x).as_text()) == ["DEFAULT"]
+    # Networks traced next to the wrapped simulator are untouched.
+    both = jax.jit(lambda x: highest(x) + sim(x)).lower(x).as_text()
+    assert sorted(_dot_precisions(both)) == ["DEFAULT", "HIGHEST"]
+    # In a whole Pendulum training program (no matmuls in its physics) every matmul is a
+    # network's: none run at HIGHEST although the config asks for it for the simulator.
+    config = ft.make_config(
+        "Pendulum-v1",
+        NUM_ENVS=2,
+        NUM_EVAL_ENVS=1,
+        TOTAL_TIMESTEPS=20,
+        EVAL_INTERVAL=20,
+        BUFFER_SIZE=16,
+        BATCH_SIZE=4,
+        CRITIC_HIDDEN_DIM=8,
+        ACTOR_HIDDEN_DIM=4,
+        NUM_ATOMS=5,
+        PROGRESS=False,
+    )
+    assert config["PHYSICS_PRECISION"] == "highest"
+    program = jax.jit(ft.make_train(config)).lower(jax.random.PRNGKey(0)).as_text()
+    precisions = _dot_precisions(program)
+    assert precisions and set(precisions) == {"DEFAULT"}

@@ -12,7 +12,7 @@ from scipy import stats
 
 import plots
 from plots import plot_curves, plot_grid, plot_throughput
-from plots.results import bootstrap_ci, finite_agents, grid_table, iqm, load_sweep
+from plots.results import bootstrap_ci, finite_agents, grid_table, iqm, load_sweep, solved_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -54,7 +54,7 @@ def chunk_arrays(agents, grid, seeds):
     return arrays
 
 
-def write_sweep(root, grid, static, seeds=SEEDS, missing=(), nonfinite=None, no_chunks=()):
+def write_sweep(root, grid, static, seeds=SEEDS, missing=(), nonfinite=None, no_chunks=(), env="Pendulum-v1"):
     """A results dir exactly as sweep.py writes it, with chunks stored out of agent order.
 
     missing: (combo, chunk) pairs not written; nonfinite: {(combo, agent): (metric, eval, value)};
@@ -66,7 +66,7 @@ def write_sweep(root, grid, static, seeds=SEEDS, missing=(), nonfinite=None, no_
         json.dumps(
             {
                 "format": "fasttd3x-sweep/1",
-                "env": "Pendulum-v1",
+                "env": env,
                 "seeds": seeds,
                 "seed": 0,
                 "grid": grid,
@@ -79,7 +79,7 @@ def write_sweep(root, grid, static, seeds=SEEDS, missing=(), nonfinite=None, no_
     for c, settings in enumerate(combos):
         combo_dir = root / f"combo_{c:03d}"
         combo_dir.mkdir()
-        config = {"ENV_NAME": "Pendulum-v1", "EVAL_INTERVAL": 100, **settings}
+        config = {"ENV_NAME": env, "EVAL_INTERVAL": 100, **settings}
         (combo_dir / "config.json").write_text(json.dumps(config))
         if c in no_chunks:
             continue
@@ -234,6 +234,65 @@ def test_ranked_grid_plots_and_empty_combos(tmp_path, grid):
     assert sweep["combos"][1]["arrays"] == {}
     assert all(row["seeds"] == 0 for row in grid_table(sweep["combos"][1]))
     for path in plots.draw_all(root):
+        assert_png(path)
+
+
+GRIDS = {
+    1: {"CRITIC_LEARNING_RATE": [1e-4, 3e-4, 1e-3]},
+    2: GRID_2X2,
+    3: {"TAU": [0.005, 0.01], "GAMMA": [0.97, 0.99], "V_MAX": [10.0, 100.0]},
+}
+THRESHOLD = 21.0  # seeds of grid point 0 end at 10..14 (none solve), of point 1 at 20..24 (4 of 5)
+
+
+def panels(fig):
+    """The success panel (None without a threshold) and the mean panel of a grid figure."""
+    (means,) = [ax for ax in fig.axes if ax.get_xlabel() == plot_grid.VALUE_LABEL]
+    others = [ax for ax in fig.axes if ax is not means and ax.get_label() != "<colorbar>"]
+    assert len(others) <= 1
+    return (others[0] if others else None), means
+
+
+@pytest.mark.parametrize("params", [1, 2, 3])
+def test_grid_plot_shows_success_rate_and_every_seed(tmp_path, params):
+    """Solved fraction on a fixed 0..1 scale, annotated k/n, beside the mean and a dot per seed."""
+    root = write_sweep(tmp_path, GRIDS[params], {}, nonfinite={(0, 1): ("critic_loss", 4, np.nan)})
+    sweep = load_sweep(root)
+    rows = grid_table(sweep["combos"][0], THRESHOLD)
+    points = len(rows)
+    expected = np.array([0.0, 0.8] + [1.0] * (points - 2))  # the diverged seed counts as unsolved
+    np.testing.assert_allclose([row["solved"] for row in rows], expected)
+    fig = plot_grid.grid_figure(sweep, sweep["combos"][0], THRESHOLD)
+    solved_ax, means_ax = panels(fig)
+    if params == 2:
+        image = solved_ax.images[0]
+        assert image.get_clim() == (0.0, 1.0)
+        np.testing.assert_allclose(image.get_array(), expected.reshape(2, 2))
+    else:
+        assert solved_ax.get_xlim() == (0.0, 1.0)
+        widths = sorted(patch.get_width() for patch in solved_ax.patches)
+        np.testing.assert_allclose(widths, sorted(expected))
+    texts = [text.get_text() for text in solved_ax.texts]
+    assert "0/5\n1 non-finite" in texts and "4/5" in texts and texts.count("5/5") == points - 2
+    dots = {c.get_label(): len(c.get_offsets()) for c in means_ax.collections if "seed" in c.get_label()}
+    assert dots == {"seed": 4 + 5 * (points - 2), "unsolved seed": 4 + 1}  # every finite seed
+    assert any(line.get_label() == f"solved: >= {THRESHOLD:g}" for line in means_ax.lines)
+    plot_grid.plt.close(fig)
+    for path in plot_grid.draw_grid(sweep, root, THRESHOLD):
+        assert_png(path)
+
+
+@pytest.mark.parametrize("params", [1, 2, 3])
+def test_grid_plot_without_threshold_shows_mean_and_seeds_only(tmp_path, params):
+    root = write_sweep(tmp_path, GRIDS[params], {}, env="CheetahRun")
+    sweep = load_sweep(root)
+    assert solved_threshold("CheetahRun") is None and solved_threshold("CheetahRun", 5.0) == 5.0
+    assert all("solved" not in row for row in grid_table(sweep["combos"][0]))
+    fig = plot_grid.grid_figure(sweep, sweep["combos"][0])
+    solved_ax, means_ax = panels(fig)
+    assert solved_ax is None and len(fig.axes) == 1
+    plot_grid.plt.close(fig)
+    for path in plots.draw_all(root) + plot_grid.main([str(root), "--solved-at", str(THRESHOLD)]):
         assert_png(path)
 
 

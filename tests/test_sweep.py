@@ -1,5 +1,6 @@
-"""sweep.py: flag parsing, chunking, the results format, resume, NaN flagging, sharding."""
+"""sweep.py: flag parsing, chunking, the results format, resume, NaN flagging, sharding, summary."""
 
+import csv
 import json
 import os
 import pathlib
@@ -9,6 +10,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from scipy import stats
 
 import purejax_fasttd3 as ft
 import sweep
@@ -195,3 +197,173 @@ def test_sharding_over_four_cpu_devices(swept, tmp_path):
         np.testing.assert_allclose(
             sharded[f"metric_{name}"][stable], single[f"metric_{name}"][stable], rtol=1e-4, atol=1e-4
         )
+
+
+# ---------------------------------------------------------------------------------- summary
+# A synthetic results folder in sweep.py's format, no training: 2 static combos (same data) x
+# TAU in 3 grid points x 5 seeds, 4 evals at 1000..4000 env steps. Seed curves are final + offset.
+SUMMARY_FINALS = np.array(
+    [
+        [-120.0, -110.0, -100.0, -105.0, -900.0],  # the best IQM, but seed 4 fails
+        [-180.0, -170.0, -160.0, -175.0, -165.0],  # every seed solves -200, lower IQM
+        [-150.0, -150.0, -150.0, -150.0, -150.0],  # seed 4 diverges (NaN critic loss)
+    ]
+)
+SUMMARY_OFFSETS = np.array(
+    [[-1000.0, -300.0, -100.0, 0.0], [-1000.0, -20.0, -10.0, 0.0], [-1000.0, -300.0, 0.0, 0.0]]
+)
+SUMMARY_CALLS = [(0, 6, 10.0), (6, 12, 30.0), (12, 15, 20.0)]  # agents [lo, hi) of each call, its run_seconds
+SUMMARY_DIVERGED = 14  # agent = grid_index * seeds + seed_index
+
+
+def _summary_results(root: pathlib.Path, env: str) -> pathlib.Path:
+    seeds, evals = SUMMARY_FINALS.shape[1], SUMMARY_OFFSETS.shape[1]
+    spec = {
+        "format": sweep.FORMAT,
+        "env": env,
+        "seeds": seeds,
+        "seed": 0,
+        "grid": {"TAU": [0.1, 0.2, 0.3]},
+        "static": {"BATCH_SIZE": [8, 16]},
+        "fixed": {},
+        "combos": [{"BATCH_SIZE": 8}, {"BATCH_SIZE": 16}],
+    }
+    (root / "sweep.json").write_text(json.dumps(spec))
+    curves = SUMMARY_FINALS[..., None] + SUMMARY_OFFSETS[:, None, :]  # [grid, seeds, evals]
+    for c in range(2):
+        combo = root / f"combo_{c:03d}"
+        combo.mkdir()
+        for lo, hi, run_seconds in SUMMARY_CALLS:
+            agents = np.arange(lo, hi)
+            losses = np.ones((len(agents), evals), np.float32)
+            losses[agents == SUMMARY_DIVERGED, 2] = np.nan
+            arrays = {
+                "agent": agents,
+                "grid_index": agents // seeds,
+                "seed_index": agents % seeds,
+                "hparam_TAU": np.array([0.1, 0.2, 0.3], np.float32)[agents // seeds],
+                "metric_env_steps": np.tile(1000 * np.arange(1, evals + 1), (len(agents), 1)),
+                "metric_eval_return": curves[agents // seeds, agents % seeds].astype(np.float32),
+                "metric_train_return": np.full((len(agents), evals), np.nan, np.float32),
+                "metric_critic_loss": losses,
+                "metric_actor_loss": np.ones_like(losses),
+                "metric_q_mean": np.ones_like(losses),
+                "meta": np.array(json.dumps({"run_seconds": run_seconds, "nonfinite_agents": []})),
+            }
+            np.savez(combo / f"agents_{lo:06d}-{hi:06d}.npz", **arrays)
+    return root
+
+
+def _summary_reference(threshold: float) -> list[dict]:
+    """Per grid point, straight from the arrays above: what summarize must report."""
+    seeds, evals = SUMMARY_FINALS.shape[1], SUMMARY_OFFSETS.shape[1]
+    reference = []
+    for g, (finals, offsets) in enumerate(zip(SUMMARY_FINALS, SUMMARY_OFFSETS)):
+        agents = g * seeds + np.arange(seeds)
+        finite = agents != SUMMARY_DIVERGED
+        curves = finals[finite, None] + offsets
+        mean_curve = curves.mean(axis=0)
+        reached = (mean_curve >= threshold).any()
+        first = int(np.argmax(mean_curve >= threshold))
+        slowest = max(s for lo, hi, s in SUMMARY_CALLS if lo <= agents[-1] and agents[0] < hi)
+        reference.append(
+            {
+                "seeds": seeds,
+                "nonfinite": int((~finite).sum()),
+                "mean": curves[:, -1].mean(),
+                "iqm": stats.trim_mean(curves[:, -1], 0.25),
+                "min": curves[:, -1].min(),
+                "solved": (curves[:, -1] >= threshold).sum() / seeds,
+                "steps_to_threshold": 1000.0 * (first + 1) if reached else np.nan,
+                "seconds_to_threshold": slowest * (first + 1) / evals if reached else np.nan,
+            }
+        )
+    return reference
+
+
+def _read_csv(path: pathlib.Path) -> tuple[list[str], list[dict]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+SUMMARY_COLUMNS = ["combo", "BATCH_SIZE", "TAU", "grid_index", "seeds", "nonfinite", "mean", "iqm", "ci_low"]
+SUMMARY_COLUMNS += ["ci_high", "min"]
+SUCCESS_COLUMNS = ["threshold", "solved", "steps_to_threshold", "seconds_to_threshold"]
+
+
+def _assert_matches(rows: list[dict], reference: list[dict]) -> None:
+    for row in rows:
+        expected = reference[int(row["grid_index"])]
+        for key, value in expected.items():
+            np.testing.assert_allclose(float(row[key]), value, rtol=1e-6, err_msg=f"{key} {row}")
+
+
+def test_summary_reports_success_and_ranks_lost_seeds_below_reliable_ones(tmp_path, capsys):
+    out = _summary_results(tmp_path, "Pendulum-v1")
+    rows = sweep.summarize(out)
+    printed = capsys.readouterr().out
+    reference = _summary_reference(-200.0)
+    # Hand-computed: grid point 1 reaches -200 on average at eval 2 (calls of 10 s and 30 s: 30 s
+    # x 2/4), grid point 2 at eval 3 (30 s x 3/4), grid point 0 never (its mean ends at -267).
+    np.testing.assert_allclose([r["solved"] for r in reference], [0.8, 1.0, 0.8])
+    np.testing.assert_allclose([r["min"] for r in reference], [-900.0, -180.0, -150.0])
+    np.testing.assert_allclose([r["steps_to_threshold"] for r in reference], [np.nan, 2000.0, 3000.0])
+    np.testing.assert_allclose([r["seconds_to_threshold"] for r in reference], [np.nan, 15.0, 22.5])
+    assert reference[0]["iqm"] > reference[1]["iqm"]  # the high IQM that must not win
+    _assert_matches(rows, reference)
+    assert [(r["combo"], r["grid_index"]) for r in rows] == [(c, g) for c in (0, 1) for g in (1, 0, 2)]
+    assert all(r["threshold"] == -200.0 for r in rows)
+    assert "solved: final eval return >= -200 (SOLVED_THRESHOLDS)" in printed
+    assert "4/5" in printed and "never" in printed
+    columns, written = _read_csv(out / "summary.csv")
+    assert columns == SUMMARY_COLUMNS + SUCCESS_COLUMNS
+    order = [(r["combo"], r["grid_index"]) for r in rows]
+    assert [(int(r["combo"]), int(r["grid_index"])) for r in written] == order
+    _assert_matches(written, reference)
+    assert {r["threshold"] for r in written} == {"-200.0"}
+
+
+def test_solved_at_overrides_the_threshold_table(tmp_path):
+    out = _summary_results(tmp_path, "Pendulum-v1")
+    args = sweep.parse_args(["--solved-at", "-160", "--out", str(out)])
+    assert args.solved_at == -160.0
+    rows = sweep.summarize(out, args.solved_at)
+    reference = _summary_reference(-160.0)
+    np.testing.assert_allclose([r["solved"] for r in reference], [0.8, 0.2, 0.8])
+    _assert_matches(rows, reference)
+    assert [r["grid_index"] for r in rows if r["combo"] == 0] == [0, 2, 1]
+    columns, written = _read_csv(out / "summary.csv")
+    assert columns[-4:] == SUCCESS_COLUMNS and {r["threshold"] for r in written} == {"-160.0"}
+    with pytest.raises(SystemExit):
+        sweep.parse_args(["--solved-at", "nan"])
+
+
+def test_task_without_threshold_gets_no_success_columns(tmp_path, capsys):
+    out = _summary_results(tmp_path, "CheetahRun")
+    rows = sweep.summarize(out)
+    printed = capsys.readouterr().out
+    assert printed.count("has no solved threshold") == 1  # once, not per combination
+    assert [r["grid_index"] for r in rows if r["combo"] == 1] == [0, 2, 1]  # by IQM alone
+    reference = _summary_reference(-200.0)
+    for row in rows:
+        assert not set(SUCCESS_COLUMNS) & set(row)
+        assert row["min"] == pytest.approx(reference[row["grid_index"]]["min"])
+    columns, written = _read_csv(out / "summary.csv")
+    assert columns == SUMMARY_COLUMNS and len(written) == 6
+
+
+def test_default_job_and_cpu_devices(monkeypatch):
+    """`python sweep.py` alone: 16 seeds x the tuned PRE_TANH_PENALTY pair, and on CPU one host
+    device per core unless XLA_FLAGS already sets a count."""
+    args = sweep.parse_args([])
+    assert args.env == "Pendulum-v1" and args.seeds == 16
+    assert sweep.parse_grid(args.grid) == {"PRE_TANH_PENALTY": [1e-3, 1e-2]}
+    assert sweep.parse_args(["--set", "NUM_ENVS=8"]).grid == []  # any --set: no default grid
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    sweep.use_every_cpu_core()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=6"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
+    sweep.use_every_cpu_core()
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=3"

@@ -55,19 +55,36 @@ def single_runs(train, config):
     return rngs, runs, again
 
 
-def test_metric_shapes_and_env_steps(single_runs, config):
+def test_metric_shapes_and_counters(single_runs, config):
     _, runs, _ = single_runs
     metrics = runs[0]["metrics"]
     num_evals = config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"]
-    assert set(metrics) == {"env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean"}
+    assert set(metrics) == {"iteration", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean"}
     for value in metrics.values():
         assert value.shape == (num_evals,)
-    expected = np.arange(1, num_evals + 1) * config["EVAL_INTERVAL"] * config["NUM_ENVS"]
-    np.testing.assert_array_equal(metrics["env_steps"], expected)
+    iterations = np.arange(1, num_evals + 1) * config["EVAL_INTERVAL"]
+    np.testing.assert_array_equal(metrics["iteration"], iterations)
+    np.testing.assert_array_equal(ft.env_steps_at_evals(config), iterations * config["NUM_ENVS"])
     # Pendulum returns are negative; 30-step episodes finish in every 40-iteration chunk.
     assert np.all(metrics["eval_return"] < 0) and np.all(np.isfinite(metrics["train_return"]))
     for key in ("critic_loss", "actor_loss", "q_mean"):
         assert np.all(np.isfinite(metrics[key])), key
+
+
+def test_counters_exact_at_scale():
+    """16,384 envs x 150k iterations = 2.46e9 env steps, past int32: the traced counters stay
+    int32 iteration counts (exact below 2**31 iterations, which make_config enforces) and env
+    steps are int64 host arithmetic. Shapes only: nothing that size runs."""
+    big = dict(SMALL, NUM_ENVS=16_384, BATCH_SIZE=16_384, TOTAL_TIMESTEPS=150_000, EVAL_INTERVAL=5_000)
+    config = ft.make_config("Pendulum-v1", **big)
+    steps = ft.env_steps_at_evals(config)
+    assert steps.dtype == np.int64 and steps[-1] == 2_457_600_000 > 2**31
+    assert np.all(np.diff(steps) == 5_000 * 16_384)
+    shapes = jax.eval_shape(ft.make_train(config), jax.random.PRNGKey(0))
+    assert shapes["metrics"]["iteration"].dtype == jnp.int32
+    assert shapes["runner_state"].critic_opt_state.count.dtype == jnp.int32
+    with pytest.raises(ValueError, match="TOTAL_TIMESTEPS"):
+        ft.make_config("Pendulum-v1", **dict(big, TOTAL_TIMESTEPS=2**31, EVAL_INTERVAL=2**30))
 
 
 def test_deterministic_and_seeds_differ(single_runs):
@@ -111,12 +128,20 @@ def test_cosine_schedule_reaches_end_value(config):
     )
 
 
+# Batched and unbatched kernels round differently, and RL amplifies rounding differences over
+# a run; what holds exactly is the first eval chunk (checked here to 1e-5). Over whole runs the
+# slow test below checks that vmapped agents and single runs have the same distribution of
+# final returns.
+def _assert_first_chunk_equal(vmapped_metrics, single_metrics, err):
+    for key, value in single_metrics.items():
+        np.testing.assert_allclose(vmapped_metrics[key][0], value[0], rtol=1e-5, atol=1e-5, err_msg=f"{err} {key}")
+
+
 def test_vmap_over_seeds_matches_single_runs(single_runs, config):
     rngs, runs, _ = single_runs
     vmapped = _np(jax.jit(jax.vmap(ft.make_train(config)))(rngs))
     for i, run in enumerate(runs):
-        for key, value in run["metrics"].items():
-            np.testing.assert_allclose(vmapped["metrics"][key][i], value, rtol=1e-4, atol=1e-4, err_msg=key)
+        _assert_first_chunk_equal(jax.tree.map(lambda x: x[i], vmapped["metrics"]), run["metrics"], f"seed {i}")
 
 
 def test_vmap_over_hparams_matches_single_runs(train, config):
@@ -126,8 +151,7 @@ def test_vmap_over_hparams_matches_single_runs(train, config):
     for i in range(2):
         hp = {**ft.default_hparams(config), "TAU": grid["TAU"][i], "STD_MAX": grid["STD_MAX"][i]}
         single = _np(train(rng, hp))
-        for key, value in single["metrics"].items():
-            np.testing.assert_allclose(vmapped["metrics"][key][i], value, rtol=1e-4, atol=1e-4, err_msg=key)
+        _assert_first_chunk_equal(jax.tree.map(lambda x: x[i], vmapped["metrics"]), single["metrics"], f"point {i}")
     assert not np.allclose(vmapped["metrics"]["critic_loss"][0], vmapped["metrics"]["critic_loss"][1])
 
 
@@ -187,14 +211,46 @@ def test_asymmetric_critic_observations(config, monkeypatch):
     assert np.all(np.isfinite(out["metrics"]["critic_loss"]))
 
 
-@pytest.mark.slow
-def test_pendulum_learns():
-    """The default Pendulum job: 4 seeds reach a mean eval return of at least -250."""
+# Master seeds 0 tuned the defaults (bench/results/tuning_*); these tests use one that did not.
+HELD_OUT_SEED = 2024
+SOLVED = -200.0
+
+
+@pytest.fixture(scope="module")
+def default_job():
+    """The default Pendulum-v1 job on 16 held-out seeds, vmapped and as 16 single runs."""
     config = ft.make_config("Pendulum-v1", PROGRESS=False)
-    rngs = jax.random.split(jax.random.PRNGKey(0), 4)
-    out = jax.jit(jax.vmap(ft.make_train(config)))(rngs)
-    final = np.asarray(out["metrics"]["eval_return"][:, -1])
-    assert final.mean() >= -250, final
+    rngs = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), 16)
+    vmapped = np.asarray(jax.jit(jax.vmap(ft.make_train(config)))(rngs)["metrics"]["eval_return"][:, -1])
+    single = jax.jit(ft.make_train(config))
+    singles = np.array([float(single(rng)["metrics"]["eval_return"][-1]) for rng in rngs])
+    return vmapped, singles
+
+
+def _bootstrap_mean_ci(values, draws=5000, seed=0):
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, (draws, len(values))).mean(1)
+    return np.percentile(means, [2.5, 97.5])
+
+
+@pytest.mark.slow
+def test_pendulum_learns_on_held_out_seeds(default_job):
+    """The default job solves Pendulum-v1 on seeds nobody tuned on: at least 15 of 16 agents
+    (vmapped and single runs alike) end at a return of -200 or better, and so does the mean."""
+    for final in default_job:
+        assert (final >= SOLVED).sum() >= 15 and final.mean() >= SOLVED, final
+
+
+@pytest.mark.slow
+def test_vmapped_and_single_runs_share_a_distribution(default_job):
+    """Whole runs differ agent by agent (rounding grows over a run), but vmapped agents and
+    single runs draw final returns from one distribution: their bootstrap CIs of the mean
+    overlap and their solved shares are within two seeds of each other."""
+    vmapped, singles = default_job
+    low_v, high_v = _bootstrap_mean_ci(vmapped)
+    low_s, high_s = _bootstrap_mean_ci(singles)
+    assert low_v <= high_s and low_s <= high_v, (vmapped, singles)
+    assert abs((vmapped >= SOLVED).sum() - (singles >= SOLVED).sum()) <= 2
 
 
 def test_bfloat16_matmuls_train(config, single_runs):

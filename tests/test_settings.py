@@ -1,0 +1,134 @@
+"""No setting is silent: changing any config key changes the traced program or its result.
+
+A key that no code reads would pass make_config, land in config.json and change nothing; these
+tests fail for such a key, including any key added later without a use."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+import purejax_fasttd3 as ft
+
+BASE = dict(
+    NUM_ENVS=4,
+    NUM_EVAL_ENVS=3,
+    TOTAL_TIMESTEPS=40,
+    EVAL_INTERVAL=20,
+    LEARNING_STARTS=10,
+    BUFFER_SIZE=30,
+    BATCH_SIZE=16,
+    NUM_UPDATES=2,
+    NUM_STEPS=3,
+    CRITIC_HIDDEN_DIM=16,
+    ACTOR_HIDDEN_DIM=8,
+    NUM_ATOMS=11,
+    EPISODE_LENGTH=15,
+    PROGRESS=False,
+)
+
+# Another valid value of every static key (Pendulum-v1). POLICY_FREQUENCY=1 rather than 3:
+# with NUM_UPDATES=2 the reference's cadence (inner index % freq == 1) is the same for 2 and 3.
+STATIC_VARIANTS = {
+    "NUM_ENVS": 8,
+    "NUM_EVAL_ENVS": 2,
+    "TOTAL_TIMESTEPS": 60,
+    "LEARNING_STARTS": 12,
+    "EVAL_INTERVAL": 10,
+    "BUFFER_SIZE": 40,
+    "BATCH_SIZE": 32,
+    "NUM_UPDATES": 3,
+    "POLICY_FREQUENCY": 1,
+    "NUM_STEPS": 2,
+    "NUM_ATOMS": 13,
+    "CRITIC_HIDDEN_DIM": 24,
+    "ACTOR_HIDDEN_DIM": 12,
+    "USE_CDQ": False,
+    "OBS_NORMALIZATION": False,
+    "DISABLE_BOOTSTRAP": True,
+    "COMPUTE_DTYPE": "bfloat16",
+    "EPISODE_LENGTH": 25,
+    "ACTION_REPEAT": 2,
+    "RESET_MODE": "first_state",
+    "PROGRESS": True,
+}
+# Keys that only a Playground task reads; each has its own test below or in test_envs.py.
+PLAYGROUND_ONLY = {"IMPL", "PHYSICS_PRECISION"}
+
+
+def _program(config) -> str:
+    return str(jax.make_jaxpr(ft.make_train(config))(jax.random.PRNGKey(0)))
+
+
+def test_every_static_key_has_a_variant_here():
+    """A new static key must be added above (and so shown to be read) or this fails."""
+    assert set(ft.STATIC_DEFAULTS) - {"ENV_NAME"} == set(STATIC_VARIANTS) | PLAYGROUND_ONLY
+
+
+@pytest.fixture(scope="module")
+def base_program():
+    return _program(ft.make_config("Pendulum-v1", **BASE))
+
+
+@pytest.mark.parametrize("key", sorted(STATIC_VARIANTS))
+def test_static_setting_changes_the_program(base_program, key):
+    config = ft.make_config("Pendulum-v1", **{**BASE, key: STATIC_VARIANTS[key]})
+    assert config[key] != ft.make_config("Pendulum-v1", **BASE)[key]
+    assert _program(config) != base_program, f"{key} is read by no code"
+
+
+# Another value of every traced setting, chosen so a 40-iteration run must feel it
+# (NOISE_CLIP well below POLICY_NOISE, so target smoothing is clipped).
+HPARAM_VARIANTS = {
+    "CRITIC_LEARNING_RATE": 3e-3,
+    "ACTOR_LEARNING_RATE": 3e-3,
+    "CRITIC_LEARNING_RATE_END": 1e-5,
+    "ACTOR_LEARNING_RATE_END": 1e-5,
+    "GAMMA": 0.9,
+    "TAU": 0.5,
+    "POLICY_NOISE": 0.5,
+    "NOISE_CLIP": 0.01,
+    "STD_MIN": 0.3,
+    "STD_MAX": 0.9,
+    "V_MIN": -500.0,
+    "V_MAX": 10.0,
+    "WEIGHT_DECAY": 0.5,
+    "INIT_SCALE": 0.5,
+    "PRE_TANH_PENALTY": 1.0,
+}
+
+
+def test_every_traced_setting_changes_the_result():
+    """One vmapped program: the defaults, then each traced key changed alone."""
+    assert set(HPARAM_VARIANTS) == set(ft.HPARAM_DEFAULTS)
+    config = ft.make_config("Pendulum-v1", **BASE)
+    keys = sorted(HPARAM_VARIANTS)
+    rows = [ft.default_hparams(config)]
+    for key in keys:
+        rows.append({**rows[0], key: jnp.float32(HPARAM_VARIANTS[key])})
+        assert HPARAM_VARIANTS[key] != config[key], key
+    grid = jax.tree.map(lambda *values: jnp.stack(values), *rows)
+    out = jax.jit(jax.vmap(ft.make_train(config), in_axes=(None, 0)))(jax.random.PRNGKey(0), grid)
+    flat = np.concatenate(
+        [np.asarray(x).reshape(len(rows), -1) for x in jax.tree.leaves(out)], axis=1
+    ).astype(np.float64)
+    for i, key in enumerate(keys, start=1):
+        assert not np.allclose(flat[i], flat[0], equal_nan=True), f"{key} is read by no code"
+
+
+def test_impl_reaches_playground(monkeypatch):
+    """IMPL is handed to MuJoCo Playground's loader."""
+    from mujoco_playground import registry
+
+    seen = {}
+
+    def load(name, config_overrides):
+        seen.update(config_overrides)
+        raise RuntimeError("stop after recording")
+
+    monkeypatch.setattr(registry, "load", load)
+    for impl in ("jax", "warp"):
+        with pytest.raises(RuntimeError, match="stop after recording"):
+            envs.make_env(ft.make_config("CartpoleBalance", IMPL=impl))
+        assert seen["impl"] == impl
