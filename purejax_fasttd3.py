@@ -154,6 +154,7 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
     # Uncorrelated Gaussian noise rarely finds the goal; repeating each action for 8 steps
     # does. Tuned on master seed 0 (bench/results/tuning_mountaincar*): without the penalty 60/64
     # agents solve it (the rest hold full throttle or never leave), 1e-3 -> 64/64, 1e-2 -> 63/64.
+    # Held-out seeds: bench/results/report_mountaincar_seed{1,2}.
     "MountainCarContinuous-v0": {
         "NUM_ENVS": 16,
         "NUM_EVAL_ENVS": 16,
@@ -168,7 +169,7 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
         "GAMMA": 0.99,
         "V_MIN": -50.0,
         "V_MAX": 100.0,
-        "STD_MIN": 0.05,
+        "STD_MIN": 0.2,  # every env explores: 64/64 tuning seeds vs 63/64 at 0.05
         "STD_MAX": 0.8,
         "POLICY_NOISE": 0.2,
         "WEIGHT_DECAY": 0.0,

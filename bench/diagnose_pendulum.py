@@ -122,7 +122,7 @@ def main() -> None:
         "solved_share": float(solved.mean()),
         "worst_discounted_return": worst_reward / (1 - gamma),
         "eval_return": returns.tolist(),
-        "env_steps": np.asarray(out["metrics"]["env_steps"][0]).tolist(),
+        "env_steps": ft.env_steps_at_evals(config).tolist(),
         "agents": agents,
         **environment(),
     }
