@@ -141,9 +141,11 @@ def test_agents_equal_single_runs(swept):
     rng = jax.random.split(jax.random.PRNGKey(0), 2)[1]
     single = jax.jit(ft.make_train(config))(rng, {"CRITIC_LEARNING_RATE": 1e-3})
     _, arrays, _ = _load(swept / "combo_000")
+    expected = {**single["metrics"], "env_steps": ft.env_steps_at_evals(config)}
+    assert arrays["metric_env_steps"].dtype == np.int64
     for name in sweep.METRICS:
         np.testing.assert_allclose(
-            arrays[f"metric_{name}"][1], np.asarray(single["metrics"][name]), rtol=1e-4, atol=1e-4
+            arrays[f"metric_{name}"][1], np.asarray(expected[name]), rtol=1e-4, atol=1e-4
         )
 
 
