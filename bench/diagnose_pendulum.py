@@ -45,10 +45,7 @@ def inspect_agent(config: dict, train_state: ft.TrainState, hparams: dict) -> di
     critic = ft.DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"])
     support = jnp.linspace(hparams["V_MIN"], hparams["V_MAX"], config["NUM_ATOMS"])
     obs = ft.normalize(train_state.obs_norm, state_grid())
-    action, captured = actor.apply(
-        train_state.actor_params, obs, capture_intermediates=lambda mdl, _: mdl.name == "head"
-    )
-    pre_tanh = captured["intermediates"]["head"]["__call__"][0]  # [S, 1]
+    action, pre_tanh = actor.apply(train_state.actor_params, obs, with_pre_tanh=True)  # [S, 1] each
 
     def q_values(a):  # min over the twins, as the actor's objective uses
         logits = jax.vmap(critic.apply, in_axes=(0, None, None))(train_state.critic_params, obs, a)
