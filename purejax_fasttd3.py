@@ -632,13 +632,20 @@ class TrainState(NamedTuple):
 
 
 class Runner(NamedTuple):
-    """The scan carry of the training loop."""
+    """A run's complete state: the scan carry of the training loop and, at an eval boundary,
+    everything a run needs to go on (`TrainLoop.run`), so a saved one resumes bit for bit."""
 
     train_state: TrainState
     env_state: envs.EnvState  # batched over NUM_ENVS
     buffer: ReplayBuffer
     noise_scale: jax.Array  # [NUM_ENVS] exploration std, one per env
     episode_return: jax.Array  # [NUM_ENVS] return of the running episodes
+    eval_states: envs.EnvState  # [max(NUM_EVAL_ENVS, 1)] start of every evaluation
+    hparams: dict  # the traced settings of this run, float32 scalars
+    # int32 eval chunks finished. It stays unbatched under vmap (it depends on no agent's data),
+    # which keeps the warm-up gate and the actor cadence real branches; vmap a saved state with
+    # `jax.vmap(loop.run, in_axes=(RUNNER_AXES, None))` to keep it so.
+    evals_done: jax.Array
     rng: jax.Array
 
 
@@ -655,7 +662,36 @@ class IterationStats(NamedTuple):
 
 
 def make_train(config: dict):
-    """Returns `train(rng, hparams=None)`, a pure function to `jax.jit` and `jax.vmap`."""
+    """Returns `train(rng, hparams=None)`, a pure function to `jax.jit` and `jax.vmap`.
+
+    `train` is `TrainLoop.init` followed by `TrainLoop.run` over every eval chunk, in one
+    program; `make_train_loop` gives the two halves to save a run and continue it."""
+    loop = make_train_loop(config)
+
+    def train(rng, hparams=None):
+        runner, metrics = loop.run(loop.init(rng, hparams), loop.num_evals)
+        return {"metrics": metrics, "runner_state": runner.train_state}
+
+    return train
+
+
+class TrainLoop(NamedTuple):
+    """`train` in two halves, so a run can stop at any eval boundary and go on later.
+
+    `init(rng, hparams=None) -> Runner` is the complete state before the first iteration;
+    `run(runner, num_evals) -> (runner, metrics)` trains `num_evals` more eval chunks (a static
+    int) from wherever `runner` stands. Continuing a saved `Runner` gives the metrics and
+    parameters of the uninterrupted run bit for bit. Past `num_evals` chunks training goes on
+    at the schedules' end values.
+    """
+
+    init: Any
+    run: Any
+    num_evals: int  # eval chunks in the configured run (TOTAL_TIMESTEPS // EVAL_INTERVAL)
+
+
+def make_train_loop(config: dict) -> TrainLoop:
+    """The two halves of `make_train(config)`'s `train`; see `TrainLoop`."""
     config = dict(config)  # our own copy: later edits by the caller change nothing here
     env = envs.make_env(config)
     num_envs = config["NUM_ENVS"]
@@ -664,7 +700,6 @@ def make_train(config: dict):
     n_steps = config["NUM_STEPS"]
     per_env = config["BATCH_SIZE"] // num_envs
     eval_interval = config["EVAL_INTERVAL"]
-    num_evals = config["TOTAL_TIMESTEPS"] // eval_interval
     use_cdq = config["USE_CDQ"]
     obs_normalization = config["OBS_NORMALIZATION"]
     asymmetric = env.privileged_dim > 0
@@ -685,26 +720,14 @@ def make_train(config: dict):
     def frozen(norm: Normalizer, x):
         return normalize(norm, x) if obs_normalization else x
 
-    def train(rng, hparams=None):
+    def adamw(hp):
+        return optax.inject_hyperparams(optax.adamw)(
+            learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=hp["WEIGHT_DECAY"]
+        )
+
+    # ------------------------------------------------------------------------------------ INIT
+    def init(rng, hparams=None) -> Runner:
         hp = _resolve_hparams(config, hparams)
-        support = jnp.linspace(hp["V_MIN"], hp["V_MAX"], config["NUM_ATOMS"])
-
-        def cosine_lr(start, end, iteration):
-            """The reference's per-iteration CosineAnnealingLR."""
-            progress_frac = iteration / config["TOTAL_TIMESTEPS"]
-            return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress_frac))
-
-        def adamw():
-            return optax.inject_hyperparams(optax.adamw)(
-                learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=hp["WEIGHT_DECAY"]
-            )
-
-        def apply_adamw(params, opt_state, grads, lr):
-            opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
-            updates, opt_state = adamw().update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state
-
-        # ---------------------------------------------------------------------------- INIT
         rng, k_actor, k_critic, k_env, k_noise, k_eval = jax.random.split(rng, 6)
         obs_dummy = jnp.zeros((1, env.obs_dim))
         critic_dummy = jnp.zeros((1, env.obs_dim + env.privileged_dim))
@@ -720,19 +743,36 @@ def make_train(config: dict):
             actor_params=actor_params,
             critic_params=critic_params,
             target_critic_params=critic_params,
-            actor_opt_state=adamw().init(actor_params),
-            critic_opt_state=adamw().init(critic_params),
+            actor_opt_state=adamw(hp).init(actor_params),
+            critic_opt_state=adamw(hp).init(critic_params),
             obs_norm=normalizer_init(env.obs_dim),
             critic_norm=normalizer_init(env.obs_dim + env.privileged_dim),
         )
-        runner = Runner(
+        return Runner(
             train_state=train_state,
             env_state=jax.vmap(env.reset)(jax.random.split(k_env, num_envs)),
             buffer=buffer_for(config, env),
             noise_scale=jax.random.uniform(k_noise, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"]),
             episode_return=jnp.zeros(num_envs),
+            eval_states=jax.vmap(env.reset)(jax.random.split(k_eval, max(config["NUM_EVAL_ENVS"], 1))),
+            hparams=hp,
+            evals_done=jnp.int32(0),
             rng=rng,
         )
+
+    def run(runner: Runner, num_evals: int):
+        hp = runner.hparams
+        support = jnp.linspace(hp["V_MIN"], hp["V_MAX"], config["NUM_ATOMS"])
+
+        def cosine_lr(start, end, iteration):
+            """The reference's per-iteration CosineAnnealingLR, held at `end` past the run."""
+            progress_frac = jnp.minimum(iteration / config["TOTAL_TIMESTEPS"], 1.0)
+            return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress_frac))
+
+        def apply_adamw(params, opt_state, grads, lr):
+            opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
+            updates, opt_state = adamw(hp).update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
 
         # ---------------------------------------------------------------------------- UPDATES
         def critic_inputs(ts: TrainState, batch: Batch):
@@ -879,7 +919,7 @@ def make_train(config: dict):
                 actor_loss=actor_loss,
                 actor_updates=actor_updates,
             )
-            runner = Runner(
+            runner = runner._replace(
                 train_state=ts,
                 env_state=env_state,
                 buffer=buffer,
@@ -890,18 +930,16 @@ def make_train(config: dict):
             return runner, stats
 
         # ---------------------------------------------------------------------------- EVALUATE
-        num_eval_envs = config["NUM_EVAL_ENVS"]
-        eval_states = jax.vmap(env.reset)(jax.random.split(k_eval, max(num_eval_envs, 1)))
-
-        def evaluate(ts: TrainState):
+        def evaluate(ts: TrainState, eval_states: envs.EnvState):
             """Mean eval return with the deterministic actor and the normalizer frozen."""
-            if num_eval_envs == 0:
+            if config["NUM_EVAL_ENVS"] == 0:
                 return jnp.float32(jnp.nan)
             policy = lambda obs: actor.apply(ts.actor_params, frozen(ts.obs_norm, obs))  # noqa: E731
             return episode_returns(env, policy, eval_states).mean()
 
         # ---------------------------------------------------------------------------- TRAIN LOOP
-        def eval_chunk(runner: Runner, chunk):
+        def eval_chunk(runner: Runner, _):
+            chunk = runner.evals_done
             iterations = chunk * eval_interval + jnp.arange(eval_interval)
             runner, stats = jax.lax.scan(iteration_step, runner, iterations)
             stats = jax.tree.map(jnp.sum, stats)
@@ -909,7 +947,7 @@ def make_train(config: dict):
             # counts iterations, and `env_steps_at_evals(config)` gives env steps exactly.
             metrics = {
                 "iteration": (chunk + 1) * eval_interval,
-                "eval_return": evaluate(runner.train_state),
+                "eval_return": evaluate(runner.train_state, runner.eval_states),
                 "train_return": stats.finished_return
                 / jnp.where(stats.finished_episodes > 0, stats.finished_episodes, jnp.nan),
                 "critic_loss": stats.critic_loss / stats.critic_updates,
@@ -918,12 +956,16 @@ def make_train(config: dict):
             }
             if progress is not None:
                 jax.debug.callback(progress, chunk)
-            return runner, metrics
+            return runner._replace(evals_done=chunk + 1), metrics
 
-        runner, metrics = jax.lax.scan(eval_chunk, runner, jnp.arange(num_evals))
-        return {"metrics": metrics, "runner_state": runner.train_state}
+        return jax.lax.scan(eval_chunk, runner, length=num_evals)
 
-    return train
+    return TrainLoop(init, run, config["TOTAL_TIMESTEPS"] // eval_interval)
+
+
+# Vmap axes of a `Runner` whose agents share one eval counter (what `TrainLoop.init` gives under
+# vmap): `jax.vmap(partial(loop.run, num_evals=k), in_axes=(RUNNER_AXES,), out_axes=(RUNNER_AXES, 0))`.
+RUNNER_AXES = Runner(*(0,) * (len(Runner._fields) - 2), evals_done=None, rng=0)
 
 
 def env_steps_at_evals(config: dict) -> np.ndarray:
