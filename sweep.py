@@ -109,9 +109,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-plots", action="store_true", help="skip drawing the plots at the end")
     parser.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
     parser.add_argument(
-        "--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)"
+        "--distributed",
+        action="store_true",
+        help="one of several processes running this same command (many GPUs or hosts): joins them "
+        "with jax.distributed.initialize(), which reads the three settings below from the cluster "
+        "(SLURM, Open MPI, ...) unless they are given; process 0 writes the results",
     )
+    parser.add_argument("--coordinator", metavar="HOST:PORT", help="--distributed: process 0's address")
+    parser.add_argument("--num-processes", type=int, metavar="N", help="--distributed: processes in all")
+    parser.add_argument("--process-id", type=int, metavar="I", help="--distributed: this one, 0..N-1")
     args = parser.parse_args(argv)
+    if not args.distributed and (args.coordinator, args.num_processes, args.process_id) != (None,) * 3:
+        parser.error("--coordinator, --num-processes and --process-id go with --distributed")
+    if args.num_processes is not None and args.num_processes < 1:
+        parser.error(f"--num-processes must be at least 1, got {args.num_processes}")
+    if args.process_id is not None and not 0 <= args.process_id < (args.num_processes or 2**31):
+        parser.error(f"--process-id must be in 0..{(args.num_processes or 2**31) - 1}, got {args.process_id}")
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.chunk is not None and args.chunk < 1:
@@ -291,6 +304,48 @@ def finished_agents(combo_dir: pathlib.Path) -> set[int]:
 # ==================================================================================================
 # RUN
 # ==================================================================================================
+def init_distributed(args: argparse.Namespace) -> None:
+    """With --distributed, joins the other processes before JAX starts a backend. Unset
+    --coordinator/--num-processes/--process-id are detected from the cluster environment."""
+    if not args.distributed or jax.distributed.is_initialized():
+        return
+    if jax.config.jax_cpu_collectives_implementation != "mpi":
+        # CPU processes exchange arrays over gloo; GPU and TPU backends ignore this setting.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id
+    )
+
+
+def _global_arrays(tree, mesh):
+    """Numpy arrays, identical on every process, as jax.Arrays sharded over the agent axis of
+    `mesh`: each process places only the rows of its own devices (jit refuses numpy inputs with
+    a non-trivial sharding when devices belong to several processes)."""
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
+    place = lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])  # noqa: E731
+    return jax.tree.map(place, tree)
+
+
+def _process_0_view(values: np.ndarray) -> np.ndarray:
+    """Process 0's copy of an int32 array that every process holds in the same shape: what it
+    reads from the results folder, which other hosts may not share."""
+    if jax.process_count() == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(values))
+
+
+def _least_free_memory(free: int) -> int:
+    """The smallest free memory of any process, so that every process picks the same chunk."""
+    if jax.process_count() == 1:
+        return free
+    from jax.experimental import multihost_utils
+
+    mib = multihost_utils.process_allgather(np.int32(min(free >> 20, 2**31 - 1)))
+    return int(np.min(mib)) << 20
+
+
 def make_chunk_runner(config: dict, mesh, save_policies: bool):
     """jit(vmap(train)) over (rng, hparams) per agent, returning only what we store."""
     train = ft.make_train(config)
@@ -348,7 +403,12 @@ def _environment() -> dict:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return {"device": jax.devices()[0].device_kind, "num_devices": jax.device_count(), "versions": versions}
+    return {
+        "device": jax.devices()[0].device_kind,
+        "num_devices": jax.device_count(),
+        "process_count": jax.process_count(),
+        "versions": versions,
+    }
 
 
 def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:
@@ -366,8 +426,8 @@ def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> pathlib.Path:
-    if args.distributed:
-        jax.distributed.initialize()
+    init_distributed(args)
+    writer = jax.process_index() == 0  # the other processes compute and write nothing
     grid = parse_grid(args.grid)
     fixed, looped = parse_set(args.set)
     combos = grid_points(looped)
@@ -388,8 +448,9 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         "combos": combos,
     }
     _check_same_sweep(out, spec)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "sweep.json", spec)
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "sweep.json", spec)
 
     devices = jax.devices()
     mesh = jax.sharding.Mesh(np.array(devices), ("agents",))
@@ -398,13 +459,17 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
     print(
         f"{args.env}: {len(combos)} static combination(s) x {len(points)} grid point(s) x "
         f"{args.seeds} seeds = {total * len(combos)} agents on {len(devices)} {devices[0].device_kind}"
+        + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
     )
     start = time.perf_counter()
     for c, (combo, config, hp) in enumerate(zip(combos, configs, hparams)):
         combo_dir = out / f"combo_{c:03d}"
-        combo_dir.mkdir(exist_ok=True)
-        _write_json(combo_dir / "config.json", config)
+        if writer:
+            combo_dir.mkdir(exist_ok=True)
+            _write_json(combo_dir / "config.json", config)
         done = finished_agents(combo_dir)
+        finished = _process_0_view(np.isin(np.arange(total), list(done)).astype(np.int32))
+        done = set(np.flatnonzero(finished).tolist())
         label = f"combo {c + 1}/{len(combos)} {combo or ''}".rstrip()
         if len(done) == total:
             print(f"{label}: all {total} agents already finished, skipped")
@@ -412,15 +477,17 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         env = envs.make_env(config)
         memory = bytes_per_agent(config, env)
         per_agent = sum(memory.values())
-        free = free_device_memory(devices)
+        free = _least_free_memory(free_device_memory(jax.local_devices()))
         # A resumed sweep keeps the call size it started with: vmapped batches of another size
         # round differently, and rounding differences grow over a long run.
         calls_file = combo_dir / "calls.json"
         requested = args.chunk
         if requested is None and calls_file.exists():
             requested = json.loads(calls_file.read_text())["agents_per_call"]
-        chunk = choose_chunk(per_agent, free, len(devices), total, requested)
-        _write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
+        requested = int(_process_0_view(np.array([requested or 0], np.int32))[0]) or None
+        chunk = choose_chunk(per_agent, free, len(devices), total, requested)  # global device count
+        if writer:
+            _write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
         parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
         print(
             f"{label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
@@ -436,13 +503,14 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
             padded = np.concatenate([agents, np.full(chunk - len(agents), agents[-1])])
             rngs = seed_rngs[padded % args.seeds]
             chunk_hp = {key: values[padded] for key, values in hp.items()}
+            inputs = _global_arrays((rngs, chunk_hp), mesh)
             if compile_s is None:
                 t0 = time.perf_counter()
-                runner = runner.lower(rngs, chunk_hp).compile()
+                runner = runner.lower(*inputs).compile()
                 compile_s = time.perf_counter() - t0
                 print(f"{label}: compiled in {compile_s:.1f} s")
             t0 = time.perf_counter()
-            result = _to_host(runner(rngs, chunk_hp))
+            result = _to_host(runner(*inputs))
             run_s = time.perf_counter() - t0
             n = len(agents)
             metrics = {name: values[:n] for name, values in result["metrics"].items()}
@@ -470,7 +538,7 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
             if args.save_policies:
                 policies = jax.tree.map(lambda x: x[:n], result["policy"])
                 arrays.update(_flatten(policies, "policy_"))
-            if jax.process_index() == 0:
+            if writer:
                 _write_npz(combo_dir / f"agents_{lo:06d}-{hi:06d}.npz", arrays)
             elapsed = time.perf_counter() - start
             remaining = sum(b - a for a, b in ranges[k + 1 :])
@@ -569,6 +637,8 @@ def main(argv=None) -> None:
         out = run_sweep(args)
     except (ValueError, MemoryError) as error:
         sys.exit(f"sweep.py: error: {error}")
+    if jax.process_index() != 0:
+        return  # process 0 writes the summary and the plots
     summarize(out, args.solved_at)
     if not args.no_plots:
         from plots import draw_all
