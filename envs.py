@@ -1,28 +1,38 @@
-"""Environment back-ends for FastTD3X behind one small functional interface.
+"""Environment back-ends for FastTD3X: composable gymnax-API wrappers, and one small functional
+interface for the trainer.
 
-Both back-ends (gymnax and MuJoCo Playground) are exposed as an `Env` of pure, *unbatched*
-functions; the trainer vmaps them over environments and agents. What the trainer needs and the
-libraries do not give:
+Three back-ends (gymnax, Brax, MuJoCo Playground) get a base adapter with gymnax's signatures,
+`reset(key, params=None) -> (obs, state)` and `step(key, state, action, params=None) -> (obs,
+state, reward, done, info)` (the classic five values PureJaxRL's wrappers read; gymnax 1.0.1's own
+`step` returns six). Small wrappers add what the trainer needs and the libraries do not give:
 
-* an auto-reset that hands back the **true final observation** (actor and privileged) of every
-  episode, because bootstrapping at a time-limit truncation must use s_T, not the reset state
-  (Playground's `BraxAutoResetWrapper` drops it; see shared/reference/playground_notes.md);
-* a choice of what a done restores: a fresh random initial state, or the env's own first state
-  as the reference's Playground fork does (`RESET_MODE`);
-* a truncation flag from our own step counter, with the brax convention that a time-out which
-  coincides with a termination counts as a termination;
-* actions in [-1, 1] for every task (clipped here, then scaled to the task's bounds);
-* the simulator's matmuls at `PHYSICS_PRECISION` ("highest", as the reference runs MJX), apart
-  from the networks' compute dtype;
-* asymmetric observations: the actor sees `state`, the critic `privileged_state`.
+* `ClipRescaleAction`: actions in [-1, 1] for every task, scaled to the task's bounds;
+* `ActionRepeat`: rewards add up until the first termination, later repeats earn nothing;
+* `TimeLimit`: our own step counter (in physics steps) and `info["truncated"]`, with the brax
+  convention that a time-out which coincides with a termination counts as a termination;
+* `AutoReset`: hands back the **true final observation** (`info["final_obs"]`, and the critic's
+  `info["final_privileged"]`), because bootstrapping at a truncation must use s_T, not the reset
+  state (Playground's `BraxAutoResetWrapper` drops it, Brax's `AutoResetWrapper` too); what a done
+  restores is a fresh random initial state or the env's own first state, as the reference's
+  Playground fork does (`RESET_MODE`).
 
-Playground's `privileged_state` starts with `state` (`hstack([state, ...])` in every asymmetric
-task), so an observation is split into `obs` (actor) and `privileged` (the critic-only tail);
-the critic input is `concat(obs, privileged)`. Symmetric tasks have an empty tail.
+Every wrapper that keeps state stores the inner state in `env_state` and forwards unknown
+attributes to the inner env, so PureJaxRL-style wrappers (a `LogWrapper`) stack on top.
+
+`make_env(config)` builds `AutoReset(TimeLimit(ActionRepeat(ClipRescaleAction(base))))` and
+exposes it to the trainer as an `Env` of pure, *unbatched* functions (vmapped over environments
+and agents), with the simulator's matmuls at `PHYSICS_PRECISION` ("highest", as the reference runs
+MJX), apart from the networks' compute dtype.
+
+Asymmetric observations: the actor sees `state`, the critic `privileged_state`. Playground's
+`privileged_state` starts with `state` (`hstack([state, ...])` in every asymmetric task), so an
+observation is split into `obs` (actor) and `privileged` (the critic-only tail); the critic input
+is `concat(obs, privileged)`. Symmetric tasks have an empty tail.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -31,8 +41,12 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
+# gymnax tasks with tuned defaults here; any other continuous-action gymnax env works too.
 GYMNAX_ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
+# Every gymnax 1.0.1 env with a continuous Box action space (named in errors; checked on use).
+GYMNAX_CONTINUOUS = GYMNAX_ENVS + ("PointRobot-misc", "Reacher-misc", "Swimmer-misc")
 
 # The reference turns push perturbations off for these tasks unless asked (spec §8).
 _PUSH_OFF_TASKS = (
@@ -46,7 +60,7 @@ _PUSH_OFF_TASKS = (
 class EnvState(NamedTuple):
     """What one environment carries between steps."""
 
-    sim: Any  # back-end state (gymnax EnvState or Playground State)
+    sim: Any  # back-end state (gymnax EnvState, Brax State or Playground State)
     obs: jax.Array  # actor observation [obs_dim]
     privileged: jax.Array  # critic-only tail of the observation [privileged_dim]
     steps: jax.Array  # env steps taken in the current episode (int32)
@@ -75,21 +89,41 @@ class Env(NamedTuple):
     step: Callable[[EnvState, jax.Array, jax.Array], tuple[EnvState, StepOutput]]
     # Evaluation step: no time limit and no auto-reset; returns (state, reward, done).
     eval_step: Callable[[EnvState, jax.Array], tuple[EnvState, jax.Array, jax.Array]]
-    backend: Any  # the wrapped gymnax or Playground env (rendering, inspection)
+    backend: Any  # the wrapped gymnax, Brax or Playground env (rendering, inspection)
+
+
+# ==================================================================================================
+# Task registry
+# ==================================================================================================
+def task_kind(env_name: str) -> str:
+    """"gymnax", "brax" or "playground"; ValueError naming the allowed tasks otherwise."""
+    if env_name in BRAX_TASKS:
+        return "brax"
+    import gymnax
+
+    if env_name in gymnax.registered_envs:
+        _gymnax_make(env_name)  # refuses discrete action spaces
+        return "gymnax"
+    registry = _playground_registry()
+    if env_name in registry.ALL_ENVS:
+        return "playground"
+    raise ValueError(
+        f"ENV_NAME={env_name!r} is not a known task. Allowed: a gymnax env with continuous "
+        f"actions {list(GYMNAX_CONTINUOUS)}, a Brax task {list(BRAX_TASKS)} or a MuJoCo "
+        f"Playground task, one of {sorted(registry.ALL_ENVS)}."
+    )
 
 
 def env_defaults(env_name: str) -> dict:
     """Back-end settings of a task that the config exposes: episode length, action repeat."""
-    if env_name in GYMNAX_ENVS:
-        gym_env, params = _gymnax_make(env_name)
+    kind = task_kind(env_name)
+    if kind == "gymnax":
+        _, params = _gymnax_make(env_name)
         return {"EPISODE_LENGTH": int(params.max_steps_in_episode), "ACTION_REPEAT": 1}
-    registry = _playground_registry()
-    if env_name not in registry.ALL_ENVS:
-        raise ValueError(
-            f"ENV_NAME={env_name!r} is not a known task. Allowed: gymnax {list(GYMNAX_ENVS)} or a "
-            f"MuJoCo Playground task, one of {sorted(registry.ALL_ENVS)}."
-        )
-    cfg = registry.get_default_config(env_name)
+    if kind == "brax":
+        # PureJaxRL's and Brax's training length; a fresh random start, as Brax resets.
+        return {"EPISODE_LENGTH": 1000, "ACTION_REPEAT": 1, "RESET_MODE": "fresh"}
+    cfg = _playground_registry().get_default_config(env_name)
     return {
         "EPISODE_LENGTH": int(cfg.episode_length),
         "ACTION_REPEAT": int(cfg.action_repeat),
@@ -98,81 +132,225 @@ def env_defaults(env_name: str) -> dict:
     }
 
 
+def make_base(config: dict):
+    """The back-end adapter of `config["ENV_NAME"]` (gymnax signatures, no wrappers)."""
+    name = config["ENV_NAME"]
+    kind = task_kind(name)
+    if kind == "gymnax":
+        return GymnaxBase(name)
+    if kind == "brax":
+        return BraxBase(name)
+    return PlaygroundBase(name, config["IMPL"])
+
+
+def wrap(base, config: dict):
+    """The wrapper stack `make_env` runs: AutoReset(TimeLimit(ActionRepeat(ClipRescaleAction)))."""
+    repeated = ActionRepeat(ClipRescaleAction(base), config["ACTION_REPEAT"])
+    return AutoReset(TimeLimit(repeated, config["EPISODE_LENGTH"]), config["RESET_MODE"])
+
+
 def make_env(config: dict) -> Env:
     """Builds the task named by `config["ENV_NAME"]` with the config's back-end settings."""
-    make = _make_gymnax if config["ENV_NAME"] in GYMNAX_ENVS else _make_playground
-    return make(config)
+    return _as_env(config, wrap(make_base(config), config))
 
 
-def _assemble(config, backend, obs_dim, privileged_dim, action_dim, reset, sim_step, restart_sim) -> Env:
-    """Adds action clipping, action repeat, the time limit and auto-reset to a back-end,
-    with the config's EPISODE_LENGTH, ACTION_REPEAT and RESET_MODE.
+# ==================================================================================================
+# Wrappers (gymnax API)
+# ==================================================================================================
+class Wrapper:
+    """Forwards unknown attributes to the wrapped env (as PureJaxRL's GymnaxWrapper does), so
+    settings such as `action_repeat` or methods such as `privileged` reach any wrapper above."""
 
-    `reset(key) -> EnvState`; `sim_step(state, action in [-1, 1], key) -> (state, reward,
-    terminated)` advances one physics step and counts it in `state.steps`;
-    `restart_sim(stepped_sim, first_sim)` is what a done restores in RESET_MODE="first_state".
-    Auto-reset at a done either draws a fresh `reset(key)` ("fresh") or restores the env's own
-    first state ("first_state", the reference's Playground fork: cheaper, no reset computed).
-    """
-    episode_length, action_repeat = config["EPISODE_LENGTH"], config["ACTION_REPEAT"]
-    if config["RESET_MODE"] == "first_state":
+    def __init__(self, env):
+        self._env = env
 
-        def initial(key):
-            state = reset(key)
-            return state._replace(first=state)
+    def __getattr__(self, name):
+        if name == "_env":  # not set yet (e.g. while unpickling): no infinite recursion
+            raise AttributeError(name)
+        return getattr(self._env, name)
 
-        def restarted(stepped: EnvState, key):
-            first = stepped.first
-            return EnvState(
-                restart_sim(stepped.sim, first.sim), first.obs, first.privileged, first.steps, first
-            )
+    def reset(self, key, params=None):
+        return self._env.reset(key, params)
 
-    else:
-        initial = reset
+    def step(self, key, state, action, params=None):
+        return self._env.step(key, state, action, params)
 
-        def restarted(stepped: EnvState, key):
-            return reset(key)
 
-    def raw_step(state: EnvState, action, key):
-        first, state = state.first, state._replace(first=None)  # constant: kept out of the scan
+def base_state(state):
+    """The back-end's own state under any stack of wrapper states (each keeps it in `env_state`)."""
+    while hasattr(state, "env_state"):
+        state = state.env_state
+    return state
+
+
+def _replace_base(state, new_base):
+    """`state` with its back-end state replaced, wrapper states kept."""
+    if not hasattr(state, "env_state"):
+        return new_base
+    inner = _replace_base(state.env_state, new_base)
+    if dataclasses.is_dataclass(state):
+        return dataclasses.replace(state, env_state=inner)
+    return state._replace(env_state=inner)
+
+
+class ClipRescaleAction(Wrapper):
+    """Clips actions to [-1, 1] and maps them affinely onto the env's `action_bounds(params)`;
+    bounds of None mean the env takes [-1, 1] as it is (Brax, Playground): no rounding added."""
+
+    def step(self, key, state, action, params=None):
         action = jnp.clip(action, -1.0, 1.0)
+        bounds = self._env.action_bounds(params)
+        if bounds is not None:
+            low, high = bounds
+            action = low + (action + 1.0) * 0.5 * (high - low)
+        return self._env.step(key, state, action, params)
 
+
+class ActionRepeat(Wrapper):
+    """Applies each action `action_repeat` times (one key each). Rewards add up until the first
+    termination and later repeats earn nothing, so a terminal step is never paid for twice; the
+    env keeps stepping to the end of the repeat (done is then True)."""
+
+    def __init__(self, env, action_repeat: int):
+        super().__init__(env)
+        self.action_repeat = int(action_repeat)
+
+    def step(self, key, state, action, params=None):
         def repeat(carry, step_key):
-            # Rewards add up until the first termination; later repeats earn nothing.
             state, terminated = carry
-            state, reward, ended = sim_step(state, action, step_key)
-            return (state, terminated | ended), jnp.where(terminated, 0.0, reward)
+            obs, state, reward, done, info = self._env.step(step_key, state, action, params)
+            return (state, terminated | done), (obs, jnp.where(terminated, 0.0, reward), info)
 
-        keys = jax.random.split(key, action_repeat)
-        (state, terminated), rewards = jax.lax.scan(repeat, (state, jnp.bool_(False)), keys)
-        return state._replace(first=first), rewards.sum(), terminated
+        keys = jax.random.split(key, self.action_repeat)
+        (state, terminated), (obs, rewards, info) = jax.lax.scan(repeat, (state, jnp.bool_(False)), keys)
+        obs, info = jax.tree.map(lambda x: x[-1], (obs, info))
+        return obs, state, rewards.sum(), terminated, info
+
+
+@struct.dataclass
+class TimeLimitState:
+    env_state: Any
+    steps: jax.Array  # physics steps in the current episode (int32)
+
+
+class TimeLimit(Wrapper):
+    """Ends an episode after `max_steps` physics steps (an inner `ActionRepeat` counts
+    `action_repeat` per step), flagging `info["truncated"]` only when it did not also terminate."""
+
+    def __init__(self, env, max_steps: int):
+        super().__init__(env)
+        self.max_steps = int(max_steps)
+
+    def reset(self, key, params=None):
+        obs, state = self._env.reset(key, params)
+        return obs, TimeLimitState(state, jnp.int32(0))
+
+    def step(self, key, state, action, params=None):
+        obs, inner, reward, terminated, info = self._env.step(key, state.env_state, action, params)
+        steps = state.steps + getattr(self._env, "action_repeat", 1)
+        timed_out = steps >= self.max_steps
+        info = {**info, "truncated": timed_out & ~terminated}
+        return obs, TimeLimitState(inner, steps), reward, terminated | timed_out, info
+
+
+@struct.dataclass
+class AutoResetState:
+    env_state: Any
+    first: Any = None  # reset_mode="first_state": (obs, env_state) every episode restarts from
+
+
+class AutoReset(Wrapper):
+    """Starts a new episode at every done and keeps what the step reached in `info["final_obs"]`
+    (and `info["final_privileged"]` when the env has a privileged part).
+
+    reset_mode "fresh" draws `reset(key)` with the second half of the step's key; "first_state"
+    restores the env's own first state (the reference's Playground fork: no reset computed),
+    through the back-end's `restart(stepped, first)` when it has one (Playground keeps `info`).
+    """
+
+    def __init__(self, env, reset_mode: str = "fresh"):
+        super().__init__(env)
+        if reset_mode not in ("fresh", "first_state"):
+            raise ValueError(f"reset_mode={reset_mode!r} is not allowed; choose 'fresh' or 'first_state'.")
+        self.reset_mode = reset_mode
+
+    def reset(self, key, params=None):
+        obs, state = self._env.reset(key, params)
+        return obs, AutoResetState(state, (obs, state) if self.reset_mode == "first_state" else None)
+
+    def step(self, key, state, action, params=None):
+        key_step, key_reset = jax.random.split(key)
+        obs, stepped, reward, done, info = self._env.step(key_step, state.env_state, action, params)
+        info = {"truncated": jnp.bool_(False), **info, "final_obs": obs}
+        privileged = getattr(self._env, "privileged", None)
+        if privileged is not None:
+            info["final_privileged"] = privileged(base_state(stepped))
+        if self.reset_mode == "first_state":
+            first_obs, first = state.first
+            restart = getattr(self._env, "restart", None)
+            restored = base_state(first) if restart is None else restart(base_state(stepped), base_state(first))
+            new_obs, new_state = first_obs, _replace_base(first, restored)
+        else:
+            new_obs, new_state = self._env.reset(key_reset, params)
+        obs, inner = jax.tree.map(lambda r, s: jnp.where(done, r, s), (new_obs, new_state), (obs, stepped))
+        return obs, AutoResetState(inner, state.first), reward, done, info
+
+
+# ==================================================================================================
+# The trainer's interface on top of the wrapper stack
+# ==================================================================================================
+def _as_env(config: dict, stack: AutoReset) -> Env:
+    """`Env` over `wrap(base, config)`. `EnvState.sim` stays the back-end's state (rendering
+    reads it), so the wrapper states are rebuilt from `EnvState` at every call; pure pytree
+    reshuffling, free under jit."""
+    base = _innermost(stack)
+    repeated = stack._env._env  # ActionRepeat(ClipRescaleAction(base)): no time limit, no reset
+    action_repeat = repeated.action_repeat
+
+    def to_env_state(obs, state: TimeLimitState, first=None) -> EnvState:
+        return EnvState(state.env_state, obs, base.privileged(state.env_state), state.steps, first)
+
+    def from_stack(obs, state: AutoResetState) -> EnvState:
+        first = None if state.first is None else to_env_state(*state.first)
+        return to_env_state(obs, state.env_state, first)
+
+    def to_stack(state: EnvState) -> AutoResetState:
+        first = state.first
+        if first is not None:
+            first = (first.obs, TimeLimitState(first.sim, first.steps))
+        return AutoResetState(TimeLimitState(state.sim, state.steps), first)
+
+    def reset(key):
+        return from_stack(*stack.reset(key))
 
     def step(state: EnvState, action, key):
-        key_step, key_reset = jax.random.split(key)
-        stepped, reward, terminated = raw_step(state, action, key_step)
-        timed_out = stepped.steps >= episode_length
-        done = terminated | timed_out
-        out = StepOutput(reward, done, timed_out & ~terminated, stepped.obs, stepped.privileged)
-        next_episode = restarted(stepped, key_reset)
-        next_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), next_episode, stepped)
-        return next_state, out
+        obs, stepped, reward, done, info = stack.step(key, to_stack(state), action)
+        out = StepOutput(reward, done, info["truncated"], info["final_obs"], info["final_privileged"])
+        return from_stack(obs, stepped), out
 
     def eval_step(state: EnvState, action):
-        return raw_step(state, action, jax.random.PRNGKey(0))
+        obs, sim, reward, done, _ = repeated.step(jax.random.PRNGKey(0), state.sim, action)
+        next_state = EnvState(sim, obs, base.privileged(sim), state.steps + action_repeat, state.first)
+        return next_state, reward, done
 
-    episode_iterations = math.ceil(episode_length / action_repeat)
     physics = functools.partial(_at_precision, config["PHYSICS_PRECISION"])
     return Env(
         config["ENV_NAME"],
-        obs_dim,
-        privileged_dim,
-        action_dim,
-        episode_iterations,
-        physics(initial),
+        base.obs_dim,
+        base.privileged_dim,
+        base.action_dim,
+        math.ceil(config["EPISODE_LENGTH"] / action_repeat),
+        physics(reset),
         physics(step),
         physics(eval_step),
-        backend,
+        base.backend,
     )
+
+
+def _innermost(env):
+    while isinstance(env, Wrapper):
+        env = env._env
+    return env
 
 
 def _at_precision(precision: str, fn: Callable) -> Callable:
@@ -193,33 +371,135 @@ def _at_precision(precision: str, fn: Callable) -> Callable:
 # ==================================================================================================
 # gymnax
 # ==================================================================================================
+@functools.lru_cache(maxsize=None)
 def _gymnax_make(env_name: str):
+    """`gymnax.make`, refusing tasks FastTD3 cannot act in (discrete or unbuildable)."""
     import gymnax
+    from gymnax.environments import spaces
 
-    return gymnax.make(env_name)
+    def refuse(why: str):
+        return ValueError(
+            f"ENV_NAME={env_name!r} {why}; FastTD3 needs continuous actions. Allowed gymnax "
+            f"tasks (continuous Box action space): {list(GYMNAX_CONTINUOUS)}."
+        )
+
+    try:
+        env, params = gymnax.make(env_name)
+        space = env.action_space(params)
+    except Exception as error:  # e.g. MNISTBandit downloads data on construction
+        raise refuse(f"could not be built ({type(error).__name__}: {error})") from error
+    if not isinstance(space, spaces.Box):
+        raise refuse(f"has a {type(space).__name__} action space")
+    return env, params
 
 
-def _make_gymnax(config: dict) -> Env:
-    gym_env, params = _gymnax_make(config["ENV_NAME"])
-    space = gym_env.action_space(params)
-    low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
-    action_dim = int(space.shape[0]) if space.shape else 1
-    obs_dim = int(gym_env.observation_space(params).shape[0])
-    no_privileged = jnp.zeros((0,), jnp.float32)
+class GymnaxBase:
+    """A gymnax env stepped through `step_env`: gymnax's own time limit and auto-reset (in
+    `step`) are left out, ours wrap it. Observations are flattened float32 vectors."""
 
-    def reset(key):
-        obs, sim = gym_env.reset_env(key, params)
-        return EnvState(sim, obs.astype(jnp.float32), no_privileged, jnp.int32(0))
+    def __init__(self, env_name: str):
+        self.backend, self.default_params = _gymnax_make(env_name)
+        self.name = env_name
+        self._action_shape = tuple(self.backend.action_space(self.default_params).shape)
+        self.action_dim = math.prod(self._action_shape)
+        self.obs_dim = math.prod(self.backend.observation_space(self.default_params).shape)
+        self.privileged_dim = 0
 
-    def sim_step(state: EnvState, action, key):
-        # `step_env` applies no time limit (gymnax's lives in `step`); ours is in _assemble.
-        env_action = low + (action + 1.0) * 0.5 * (high - low)
-        obs, sim, reward, terminated, _ = gym_env.step_env(key, state.sim, env_action, params)
-        state = EnvState(sim, obs.astype(jnp.float32), no_privileged, state.steps + 1)
-        return state, reward.astype(jnp.float32), jnp.asarray(terminated, bool)
+    def _params(self, params):
+        return self.default_params if params is None else params
 
-    restart_sim = lambda stepped_sim, first_sim: first_sim  # noqa: E731
-    return _assemble(config, gym_env, obs_dim, 0, action_dim, reset, sim_step, restart_sim)
+    def action_bounds(self, params=None):
+        space = self.backend.action_space(self._params(params))
+        shape = (self.action_dim,)
+        low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32).reshape(-1), shape)
+        high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32).reshape(-1), shape)
+        return low, high
+
+    def reset(self, key, params=None):
+        obs, state = self.backend.reset_env(key, self._params(params))
+        return jnp.ravel(obs).astype(jnp.float32), state
+
+    def step(self, key, state, action, params=None):
+        action = jnp.reshape(action, self._action_shape)
+        obs, state, reward, done, _ = self.backend.step_env(key, state, action, self._params(params))
+        obs = jnp.ravel(obs).astype(jnp.float32)
+        return obs, state, jnp.asarray(reward, jnp.float32), jnp.asarray(done, bool), {}
+
+    def privileged(self, state):
+        return jnp.zeros((0,), jnp.float32)
+
+
+# ==================================================================================================
+# Brax
+# ==================================================================================================
+# FastTD3 settings per Brax task: untuned starting points from the reference's MuJoCo defaults
+# (spec §1.2-1.3; CheetahRun's n-step 3 and wider support for long-horizon locomotion), with
+# GAMMA 0.99 and the C51 support sized to each task's discounted return, about r_step / (1 - 0.99)
+# (e.g. inverted_pendulum earns 1 per step: [0, 100]; humanoidstandup ~100 per step).
+_BRAX_LOCOMOTION = {
+    "NUM_ENVS": 1024,
+    "NUM_EVAL_ENVS": 1024,
+    "BATCH_SIZE": 32_768,
+    "TOTAL_TIMESTEPS": 100_000,
+    "NUM_STEPS": 3,
+    "GAMMA": 0.99,
+    "STD_MIN": 0.05,
+    "STD_MAX": 0.8,
+    "POLICY_NOISE": 0.2,
+}
+_BRAX_SMALL = {**_BRAX_LOCOMOTION, "TOTAL_TIMESTEPS": 20_000, "NUM_STEPS": 1}
+BRAX_TASK_DEFAULTS: dict[str, dict] = {
+    "ant": {**_BRAX_LOCOMOTION, "V_MIN": -100.0, "V_MAX": 800.0},
+    "halfcheetah": {**_BRAX_LOCOMOTION, "V_MIN": -200.0, "V_MAX": 1200.0, "STD_MIN": 0.1, "POLICY_NOISE": 0.1},
+    "hopper": {**_BRAX_LOCOMOTION, "V_MIN": -50.0, "V_MAX": 400.0},
+    "humanoid": {**_BRAX_LOCOMOTION, "V_MIN": -50.0, "V_MAX": 1000.0},
+    "humanoidstandup": {**_BRAX_LOCOMOTION, "V_MIN": 0.0, "V_MAX": 15_000.0},
+    "walker2d": {**_BRAX_LOCOMOTION, "V_MIN": -50.0, "V_MAX": 600.0},
+    "inverted_pendulum": {**_BRAX_SMALL, "TOTAL_TIMESTEPS": 5_000, "V_MIN": 0.0, "V_MAX": 100.0},
+    "inverted_double_pendulum": {**_BRAX_SMALL, "V_MIN": 0.0, "V_MAX": 1000.0},
+    "pusher": {**_BRAX_SMALL, "V_MIN": -200.0, "V_MAX": 0.0},
+    "reacher": {**_BRAX_SMALL, "V_MIN": -100.0, "V_MAX": 0.0},
+}
+BRAX_TASKS = tuple(BRAX_TASK_DEFAULTS)
+
+BRAX_BACKEND = "mjx"  # see BraxBase
+
+
+class BraxBase:
+    """A raw Brax env (`brax.envs.get_environment`, without Brax's `EpisodeWrapper` and
+    `AutoResetWrapper`: the first keeps paying rewards after a termination, the second drops the
+    final observation). Brax envs take actions in [-1, 1] and scale them themselves.
+
+    Physics back-end `BRAX_BACKEND="mjx"`: MuJoCo's own dynamics in XLA, the simulator the
+    reference trains on through Playground (so "highest" precision and the MuJoCo task defaults
+    carry over), fast per step on GPU and CPU. "positional" (PureJaxRL's choice) and "spring" are
+    approximate physics with different dynamics; "generalized" compiles a little faster on CPU
+    but steps slower.
+    """
+
+    def __init__(self, env_name: str, backend: str = BRAX_BACKEND):
+        from brax import envs as brax_envs
+
+        self.backend = brax_envs.get_environment(env_name, backend=backend)
+        self.name = env_name
+        self.obs_dim = int(self.backend.observation_size)
+        self.action_dim = int(self.backend.action_size)
+        self.privileged_dim = 0
+
+    def action_bounds(self, params=None):
+        return None  # [-1, 1] as it is
+
+    def reset(self, key, params=None):
+        state = self.backend.reset(key)
+        return state.obs, state
+
+    def step(self, key, state, action, params=None):
+        del key  # Brax steps are deterministic given the state
+        state = self.backend.step(state, action)
+        return state.obs, state, state.reward, state.done > 0.5, {}
+
+    def privileged(self, state):
+        return jnp.zeros((0,), jnp.float32)
 
 
 # ==================================================================================================
@@ -242,39 +522,45 @@ def _use_local_menagerie() -> None:
     mjx_env.MENAGERIE_PATH = pathlib.Path(path).resolve()
 
 
-def _make_playground(config: dict) -> Env:
-    env_name = config["ENV_NAME"]
-    registry = _playground_registry()
-    overrides: dict[str, Any] = {"impl": config["IMPL"]}
-    if env_name in _PUSH_OFF_TASKS:
-        overrides.update({"push_config.enable": False, "push_config.magnitude_range": [0.0, 0.0]})
-    task = registry.load(env_name, config_overrides=overrides)
+class PlaygroundBase:
+    """A Playground task (`impl` "jax" or "warp") with the actor's observation as `obs` and the
+    critic-only tail from `privileged(state)`. Playground tasks take actions in [-1, 1]."""
 
-    obs_size = task.observation_size
-    if isinstance(obs_size, dict):  # asymmetric: actor `state`, critic `privileged_state`
-        obs_dim = int(obs_size["state"][0])
-        privileged_dim = int(obs_size["privileged_state"][0]) - obs_dim
-    else:
-        obs_dim, privileged_dim = int(obs_size), 0
+    def __init__(self, env_name: str, impl: str):
+        overrides: dict[str, Any] = {"impl": impl}
+        if env_name in _PUSH_OFF_TASKS:
+            overrides.update({"push_config.enable": False, "push_config.magnitude_range": [0.0, 0.0]})
+        self.backend = _playground_registry().load(env_name, config_overrides=overrides)
+        self.name = env_name
+        obs_size = self.backend.observation_size
+        if isinstance(obs_size, dict):  # asymmetric: actor `state`, critic `privileged_state`
+            self.obs_dim = int(obs_size["state"][0])
+            self.privileged_dim = int(obs_size["privileged_state"][0]) - self.obs_dim
+        else:
+            self.obs_dim, self.privileged_dim = int(obs_size), 0
+        self.action_dim = int(self.backend.action_size)
 
-    def as_state(sim, steps):
-        if isinstance(sim.obs, dict):
-            return EnvState(sim, sim.obs["state"], sim.obs["privileged_state"][obs_dim:], steps)
-        return EnvState(sim, sim.obs, jnp.zeros((0,), sim.obs.dtype), steps)
+    def action_bounds(self, params=None):
+        return None  # [-1, 1] as it is
 
-    def reset(key):
-        return as_state(task.reset(key), jnp.int32(0))
+    def _actor_obs(self, state):
+        return state.obs["state"] if isinstance(state.obs, dict) else state.obs
 
-    def sim_step(state: EnvState, action, key):
+    def privileged(self, state):
+        if isinstance(state.obs, dict):
+            return state.obs["privileged_state"][self.obs_dim :]
+        return jnp.zeros((0,), state.obs.dtype)
+
+    def reset(self, key, params=None):
+        state = self.backend.reset(key)
+        return self._actor_obs(state), state
+
+    def step(self, key, state, action, params=None):
         del key  # Playground steps are deterministic given the state
-        sim = task.step(state.sim, action)
-        return as_state(sim, state.steps + 1), sim.reward, sim.done > 0.5
+        state = self.backend.step(state, action)
+        return self._actor_obs(state), state, state.reward, state.done > 0.5, {}
 
-    def restart_sim(stepped_sim, first_sim):
+    def restart(self, stepped, first):
         # The fork's BraxAutoResetWrapper restores physics and observation; `info` (e.g. a
         # joystick command) and metrics carry over into the next episode.
-        return stepped_sim.replace(data=first_sim.data, obs=first_sim.obs)
-
-    return _assemble(
-        config, task, obs_dim, privileged_dim, int(task.action_size), reset, sim_step, restart_sim
-    )
+        return stepped.replace(data=first.data, obs=first.obs)

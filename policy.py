@@ -163,10 +163,11 @@ def render_episode(
     mediapy, which needs ffmpeg. Rendering needs OpenGL: on a headless machine set
     MUJOCO_GL=egl (or osmesa) before mujoco is first imported.
     """
-    if config["ENV_NAME"] in envs.GYMNAX_ENVS:
+    kind = envs.task_kind(config["ENV_NAME"])
+    if kind != "playground":
         raise ValueError(
-            f"render_episode needs a MuJoCo Playground task; {config['ENV_NAME']!r} is a gymnax "
-            "task, which has no renderer."
+            f"render_episode needs a MuJoCo Playground task; {config['ENV_NAME']!r} is a {kind} "
+            "task, which has no renderer here."
         )
     import mujoco
 

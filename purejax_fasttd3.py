@@ -37,7 +37,7 @@ import envs
 # Keys are the reference's argument names in UPPER_CASE with the reference's meaning. Counts of
 # "iterations" are vector-env steps: one iteration steps all NUM_ENVS environments once.
 STATIC_DEFAULTS: dict[str, Any] = {
-    "ENV_NAME": "",  # gymnax `Pendulum-v1` / `MountainCarContinuous-v0` or a Playground task
+    "ENV_NAME": "",  # a continuous gymnax env (`Pendulum-v1`, ...), a Brax task or a Playground task
     "NUM_ENVS": 1024,  # parallel training environments
     "NUM_EVAL_ENVS": 1024,  # evaluation environments, one deterministic episode each; 0: no eval
     "TOTAL_TIMESTEPS": 150_000,  # iterations; a multiple of EVAL_INTERVAL
@@ -202,6 +202,7 @@ def make_config(env_name: str, **overrides) -> dict:
     if jax.default_backend() == "gpu":
         config["COMPUTE_DTYPE"] = "bfloat16"
     config.update(TASK_OVERRIDES.get(env_name, {}))
+    config.update(envs.BRAX_TASK_DEFAULTS.get(env_name, {}))
     for key, value in overrides.items():
         config[key] = check_setting(key, value)
     _validate(config)
