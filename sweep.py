@@ -31,12 +31,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import itertools
 import json
 import os
 import pathlib
+import shutil
+import signal
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +58,7 @@ from plots.results import (
 )
 
 FORMAT = "fasttd3x-sweep/1"
+CHECKPOINT_FORMAT = "fasttd3x-checkpoint/1"
 METRICS = ("env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean")
 # The default job: 16 seeds at each of the two PRE_TANH_PENALTY values that solved at least 62 of
 # 64 tuning seeds (bench/results/tuning_pendulum).
@@ -106,6 +111,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="final eval return at or above which a seed counts as solved, for the success columns "
         f"of the summary and the plots (default: the task's entry in {SOLVED_THRESHOLDS})",
     )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="EVALS",
+        help="save each running call's complete state (replay buffers, env states, RNG) every EVALS "
+        "evaluations, so a killed sweep rerun with the same command loses at most EVALS evals of "
+        "work (default: no checkpoints; a killed call restarts from its beginning)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip drawing the plots at the end")
     parser.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
     parser.add_argument(
@@ -127,6 +141,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--process-id must be in 0..{(args.num_processes or 2**31) - 1}, got {args.process_id}")
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        parser.error(f"--checkpoint-every must be at least 1 evaluation, got {args.checkpoint_every}")
     if args.chunk is not None and args.chunk < 1:
         parser.error(f"--chunk must be at least 1, got {args.chunk}")
     if args.solved_at is not None and not np.isfinite(args.solved_at):
@@ -294,11 +310,27 @@ def pending_ranges(done: set[int], total: int, chunk: int) -> list[tuple[int, in
 
 
 def finished_agents(combo_dir: pathlib.Path) -> set[int]:
+    """Agents whose results file is on disk. An unreadable one stops the sweep: it is neither
+    trusted nor silently recomputed over."""
     done: set[int] = set()
-    for path in combo_dir.glob("agents_*.npz"):
-        with np.load(path) as data:
-            done.update(int(a) for a in data["agent"])
+    for path in sorted(combo_dir.glob("agents_*.npz")):
+        try:
+            with np.load(path) as data:
+                agents = data["agent"]
+                for name in METRICS:  # reads every array: a damaged member fails its CRC here
+                    data[f"metric_{name}"]
+        except Exception as error:
+            raise CorruptFileError(
+                f"results file {path} is unreadable ({type(error).__name__}: {error}). Sweeps write "
+                "results atomically, so it was damaged afterwards. Delete it to train those agents "
+                "again, or restore it from a copy, then rerun the same command."
+            ) from None
+        done.update(int(a) for a in agents)
     return done
+
+
+class CorruptFileError(ValueError):
+    """A results or checkpoint file that cannot be read back."""
 
 
 # ==================================================================================================
@@ -346,20 +378,192 @@ def _least_free_memory(free: int) -> int:
     return int(np.min(mib)) << 20
 
 
-def make_chunk_runner(config: dict, mesh, save_policies: bool):
-    """jit(vmap(train)) over (rng, hparams) per agent, returning only what we store."""
-    train = ft.make_train(config)
+class CallPrograms:
+    """The two compiled programs of one static combination, vmapped over a call's agents and
+    sharded over all devices: `init` starts new agents, `run(state, n)` trains them n more
+    evaluations. Each is compiled once, on first use; a sweep with or without checkpoints runs
+    the same `run` programs, so a resumed call equals an uninterrupted one bit for bit."""
 
-    def run_agent(rng, hparams):
-        out = train(rng, hparams)
-        kept = {"metrics": out["metrics"]}
-        if save_policies:
-            state = out["runner_state"]
-            kept["policy"] = {"actor_params": state.actor_params, "obs_norm": state.obs_norm._asdict()}
-        return kept
+    def __init__(self, config: dict, mesh):
+        self.loop = ft.make_train_loop(config)
+        agents = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
+        shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        self.state_sharding = jax.tree.map(
+            lambda axis: agents if axis == 0 else shared, ft.RUNNER_AXES, is_leaf=lambda x: x is None
+        )
+        self._init = jax.jit(
+            jax.vmap(self.loop.init, out_axes=ft.RUNNER_AXES),
+            in_shardings=(agents, agents),
+            out_shardings=self.state_sharding,
+        )
+        self._runs: dict[int, Any] = {}
+        self._agents, self._shared = agents, shared
+        self.compile_seconds = 0.0
 
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
-    return jax.jit(jax.vmap(run_agent), in_shardings=(sharding, sharding), out_shardings=sharding)
+    def _compiled(self, jitted, *args):
+        start = time.perf_counter()
+        compiled = jitted.lower(*args).compile()
+        self.compile_seconds += time.perf_counter() - start
+        return compiled
+
+    def init(self, rngs, hparams):
+        if not isinstance(self._init, jax.stages.Compiled):
+            self._init = self._compiled(self._init, rngs, hparams)
+        return self._init(rngs, hparams)
+
+    def run(self, state, num_evals: int):
+        if num_evals not in self._runs:
+            run = jax.vmap(
+                functools.partial(self.loop.run, num_evals=num_evals),
+                in_axes=(ft.RUNNER_AXES,),
+                out_axes=(ft.RUNNER_AXES, 0),
+            )
+            jitted = jax.jit(
+                run,
+                in_shardings=(self.state_sharding,),
+                out_shardings=(self.state_sharding, self._agents),
+                donate_argnums=0,  # the state is replaced, never read again: reuse its memory
+            )
+            self._runs[num_evals] = self._compiled(jitted, state)
+        return self._runs[num_evals](state)
+
+    def state_bytes_per_agent(self) -> int:
+        shapes = jax.eval_shape(self.loop.init, jax.random.PRNGKey(0))
+        return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+    def place_state(self, leaves: list[np.ndarray], num_agents: int):
+        """The sharded state of a call of `num_agents` from this process's rows of every leaf
+        (what `local_state_rows` saved). The eval counter is the only unbatched (scalar) leaf."""
+        rngs = jax.ShapeDtypeStruct((num_agents, 2), jnp.uint32)
+        hp = {key: jax.ShapeDtypeStruct((num_agents,), jnp.float32) for key in ft.HPARAM_DEFAULTS}
+        template = jax.eval_shape(jax.vmap(self.loop.init, out_axes=ft.RUNNER_AXES), rngs, hp)
+        specs, treedef = jax.tree.flatten(template)
+        if len(leaves) != len(specs):
+            raise CorruptFileError(f"the checkpoint holds {len(leaves)} arrays, this config's state {len(specs)}")
+        placed = []
+        for leaf, spec in zip(leaves, specs):
+            if leaf.shape[1:] != spec.shape[1:] or leaf.ndim != spec.ndim:
+                raise CorruptFileError(f"an array of shape {leaf.shape} where this config's state has {spec.shape}")
+            sharding = self._agents if spec.ndim else self._shared
+            placed.append(jax.make_array_from_process_local_data(sharding, leaf.astype(spec.dtype), spec.shape))
+        return jax.tree.unflatten(treedef, placed)
+
+    def num_state_leaves(self) -> int:
+        return len(jax.tree.leaves(jax.eval_shape(self.loop.init, jax.random.PRNGKey(0))))
+
+
+def local_state_rows(state) -> list[np.ndarray]:
+    """This process's rows of every leaf of a sharded state (all rows in a single process)."""
+    rows = []
+    for leaf in jax.tree.leaves(state):
+        if leaf.sharding.is_fully_replicated:
+            rows.append(np.asarray(leaf.addressable_shards[0].data))
+            continue
+        shards = {s.index[0].start or 0: s for s in leaf.addressable_shards}
+        rows.append(np.concatenate([np.asarray(shards[k].data) for k in sorted(shards)]))
+    return rows
+
+
+def _checkpoint_path(combo_dir: pathlib.Path, lo: int, hi: int) -> pathlib.Path:
+    part = f"_process{jax.process_index()}" if jax.process_count() > 1 else ""
+    return combo_dir / f"checkpoint_{lo:06d}-{hi:06d}{part}.npz"
+
+
+def save_checkpoint(path: pathlib.Path, state, metrics: dict, meta: dict) -> None:
+    """A call's complete state, its metrics so far and `meta` (evals done, run seconds), written
+    atomically: a crash while writing leaves the previous checkpoint in place."""
+    arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(local_state_rows(state))}
+    arrays.update({f"metric_{name}": values for name, values in metrics.items()})
+    arrays["meta"] = np.array(json.dumps({"format": CHECKPOINT_FORMAT, **meta}))
+    _write_npz(path, arrays)
+
+
+def load_checkpoint(path: pathlib.Path, num_leaves: int) -> tuple[list[np.ndarray], dict, dict]:
+    """(state leaves, metrics so far, meta); an unreadable file stops the sweep, named."""
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+            leaves = [data[f"leaf_{i:05d}"] for i in range(num_leaves)]
+            metrics = {k[len("metric_") :]: data[k] for k in data.files if k.startswith("metric_")}
+    except Exception as error:
+        raise CorruptFileError(
+            f"checkpoint {path} is unreadable ({type(error).__name__}: {error}). Delete it to train "
+            "its agents from the start, then rerun the same command."
+        ) from None
+    return leaves, metrics, meta
+
+
+def _concat_metrics(history: list[dict]) -> dict:
+    return {name: np.concatenate([h[name] for h in history], axis=1) for name in history[0]}
+
+
+def _check_checkpoint_disk(combo_dir: pathlib.Path, per_call: int, agents: int) -> None:
+    """Prints what a checkpoint costs and refuses when the disk cannot hold two (the one being
+    written beside the one it replaces)."""
+    free = shutil.disk_usage(combo_dir if combo_dir.exists() else combo_dir.parent).free
+    existing = sum(p.stat().st_size for p in combo_dir.glob("checkpoint_*.npz")) if combo_dir.exists() else 0
+    print(
+        f"checkpoints: {per_call / 2**30:.2f} GiB per call ({agents} agents x "
+        f"{per_call / agents / 2**20:.1f} MiB of replay, env and network state); "
+        f"{free / 2**30:.1f} GiB free on {combo_dir.parent}"
+    )
+    if free + existing < 2 * per_call:
+        raise ValueError(
+            f"--checkpoint-every: a checkpoint of one call takes {per_call / 2**30:.2f} GiB and the "
+            f"results disk needs room for two ({2 * per_call / 2**30:.2f} GiB) but has "
+            f"{(free + existing) / 2**30:.2f} GiB. Free disk space, choose another --out, or lower "
+            "the agents per call (--chunk) or the replay size (--set BUFFER_SIZE=...)"
+        )
+
+
+def _wait(tree):
+    """Blocks until `tree` is computed while still handling Ctrl-C (a blocking read would hold
+    signal handlers back until a long device call ends)."""
+    for leaf in jax.tree.leaves(tree):
+        while not leaf.is_ready():
+            time.sleep(0.05)
+    return tree
+
+
+class Interrupted(Exception):
+    """A sweep stopped at a safe point after SIGINT or SIGTERM."""
+
+
+class StopRequest:
+    """SIGINT/SIGTERM handling: the first signal asks the sweep to stop at its next safe point
+    (after the running device call, with everything finished written); a second stops at once,
+    losing only the running call's work since its last checkpoint."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is not None:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        print(
+            f"\n{self.signal_name}: stopping after the running device call and writing what it "
+            "finishes (a checkpoint with --checkpoint-every). Send it again to stop at once.",
+            flush=True,
+        )
+
+    def requested(self) -> bool:
+        """Whether any process was asked to stop (all processes must stop at the same call)."""
+        asked = np.array([self.signal_name is not None], np.int32)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            asked = multihost_utils.process_allgather(asked)
+        return bool(np.max(asked))
+
+
+STOP = StopRequest()
 
 
 def _to_host(tree):
@@ -496,24 +700,53 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         ranges = pending_ranges(done, total, chunk)
         if done:
             print(f"{label}: resuming, {len(done)} of {total} agents already finished")
-        runner = make_chunk_runner(config, mesh, args.save_policies)
-        compile_s = None
+        programs = CallPrograms(config, mesh)
+        num_evals = programs.loop.num_evals
+        segment = min(args.checkpoint_every or num_evals, num_evals)
+        if args.checkpoint_every:
+            _check_checkpoint_disk(combo_dir, chunk * programs.state_bytes_per_agent(), chunk)
+        num_leaves = programs.num_state_leaves()
         for k, (lo, hi) in enumerate(ranges):
             agents = np.arange(lo, hi)
-            padded = np.concatenate([agents, np.full(chunk - len(agents), agents[-1])])
-            rngs = seed_rngs[padded % args.seeds]
-            chunk_hp = {key: values[padded] for key, values in hp.items()}
-            inputs = _global_arrays((rngs, chunk_hp), mesh)
-            if compile_s is None:
-                t0 = time.perf_counter()
-                runner = runner.lower(*inputs).compile()
-                compile_s = time.perf_counter() - t0
-                print(f"{label}: compiled in {compile_s:.1f} s")
-            t0 = time.perf_counter()
-            result = _to_host(runner(*inputs))
-            run_s = time.perf_counter() - t0
             n = len(agents)
-            metrics = {name: values[:n] for name, values in result["metrics"].items()}
+            padded = np.concatenate([agents, np.full(chunk - n, agents[-1])])
+            chunk_hp = {key: values[padded] for key, values in hp.items()}
+            checkpoint = _checkpoint_path(combo_dir, lo, hi)
+            checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a killed write
+            resumed = _process_0_view(np.array([checkpoint.exists()], np.int32))[0]
+            # Run seconds leave compilation out and carry over a resume (they time the learning curve).
+            t0, compiled_before = time.perf_counter(), programs.compile_seconds
+            resumed_at, run_before = None, 0.0
+            if resumed:
+                leaves, history, meta = load_checkpoint(checkpoint, num_leaves)
+                evals, resumed_at, run_before = meta["evals_done"], meta["evals_done"], meta["run_seconds"]
+                try:
+                    state = programs.place_state(leaves, chunk)
+                except CorruptFileError as error:
+                    raise CorruptFileError(
+                        f"checkpoint {checkpoint} does not fit this sweep ({error}). Delete it to train "
+                        "its agents from the start."
+                    ) from None
+                history = [history]
+                print(f"{label}: agents {lo}-{hi - 1} resume from their checkpoint at eval {evals}/{num_evals}")
+            else:
+                state = programs.init(*_global_arrays((seed_rngs[padded % args.seeds], chunk_hp), mesh))
+                history, evals = [], 0
+            while evals < num_evals:
+                steps = min(segment, num_evals - evals)
+                state, metrics = programs.run(state, steps)
+                history.append(_to_host(_wait(metrics)))
+                evals += steps
+                compiling = programs.compile_seconds - compiled_before
+                run_s = run_before + time.perf_counter() - t0 - compiling
+                if args.checkpoint_every and evals < num_evals:
+                    history = [_concat_metrics(history)]
+                    save_checkpoint(checkpoint, state, history[0], {"evals_done": evals, "run_seconds": run_s})
+                if evals < num_evals and STOP.requested():
+                    raise Interrupted(f"stopped at eval {evals}/{num_evals} of agents {lo}-{hi - 1}, checkpoint saved")
+            if compiling:
+                print(f"{label}: compiled in {compiling:.1f} s")
+            metrics = {name: values[:n] for name, values in _concat_metrics(history).items()}
             metrics["env_steps"] = np.tile(ft.env_steps_at_evals(config), (n, 1))  # int64, exact
             flagged = agents[
                 ~finite_agents({"agent": agents, **{f"metric_{k}": v for k, v in metrics.items()}})
@@ -528,18 +761,21 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
                     json.dumps(
                         {
                             **_environment(),
-                            "compile_seconds": compile_s,
+                            "compile_seconds": programs.compile_seconds,
                             "run_seconds": run_s,
+                            "resumed_at_eval": resumed_at,
                             "nonfinite_agents": flagged,
                         }
                     )
                 ),
             }
             if args.save_policies:
-                policies = jax.tree.map(lambda x: x[:n], result["policy"])
-                arrays.update(_flatten(policies, "policy_"))
+                ts = state.train_state
+                policies = _to_host({"actor_params": ts.actor_params, "obs_norm": ts.obs_norm._asdict()})
+                arrays.update(_flatten(jax.tree.map(lambda x: x[:n], policies), "policy_"))
             if writer:
                 _write_npz(combo_dir / f"agents_{lo:06d}-{hi:06d}.npz", arrays)
+            checkpoint.unlink(missing_ok=True)  # its results are on disk now
             elapsed = time.perf_counter() - start
             remaining = sum(b - a for a, b in ranges[k + 1 :])
             eta = run_s / n * remaining
@@ -549,6 +785,8 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
             )
             if flagged:
                 print(f"  WARNING: non-finite losses or returns in agents {flagged}; kept going")
+            if k + 1 < len(ranges) and STOP.requested():
+                raise Interrupted(f"stopped after agents {lo}-{hi - 1} of combination {c + 1}")
     return out
 
 
@@ -633,10 +871,22 @@ def use_every_cpu_core() -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     use_every_cpu_core()
+    STOP.install()
+    resume = "rerun the same command to resume: python " + " ".join(sys.argv)
     try:
         out = run_sweep(args)
     except (ValueError, MemoryError) as error:
         sys.exit(f"sweep.py: error: {error}")
+    except Interrupted as stop:
+        print(f"{STOP.signal_name}: {stop}; every finished agent is written; {resume}", flush=True)
+        sys.exit(143 if STOP.signal_name == "SIGTERM" else 130)
+    except KeyboardInterrupt:
+        print(
+            "stopped at once: finished agents and the last checkpoints are kept, the running call's "
+            f"later work is lost; {resume}",
+            flush=True,
+        )
+        sys.exit(130)
     if jax.process_index() != 0:
         return  # process 0 writes the summary and the plots
     summarize(out, args.solved_at)

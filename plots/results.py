@@ -65,7 +65,7 @@ def load_combo(combo_dir: Path, index: int, settings: dict, grid: dict) -> dict:
     """One combination: its config and all finished chunks concatenated in agent order."""
     config_path = combo_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    chunks = [read_chunk(path) for path in sorted(combo_dir.glob("*.npz"))]
+    chunks = [read_chunk(path) for path in sorted(combo_dir.glob("agents_*.npz"))]
     tagged = [
         {**arrays, "chunk_index": np.full(len(arrays["agent"]), k)} for k, (arrays, _) in enumerate(chunks)
     ]

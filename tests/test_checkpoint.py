@@ -1,0 +1,188 @@
+"""Runs that survive: resuming a train loop bit for bit, and sweeps stopped by SIGINT or killed
+with SIGKILL mid-run that, rerun, end with the results of an uninterrupted sweep."""
+
+import functools
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import purejax_fasttd3 as ft
+import sweep
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMALL = dict(
+    NUM_ENVS=4,
+    NUM_EVAL_ENVS=4,
+    TOTAL_TIMESTEPS=200,
+    EVAL_INTERVAL=50,
+    BATCH_SIZE=32,
+    BUFFER_SIZE=200,
+    CRITIC_HIDDEN_DIM=32,
+    ACTOR_HIDDEN_DIM=16,
+    PROGRESS=False,
+)
+
+
+def _assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def loop():
+    return ft.make_train_loop(ft.make_config("Pendulum-v1", **SMALL))
+
+
+def test_single_run_continues_bit_for_bit(loop):
+    """train() in one program equals init, 1 eval, then 3 more from the saved state."""
+    rng = jax.random.PRNGKey(3)
+    full = jax.jit(ft.make_train(ft.make_config("Pendulum-v1", **SMALL)))(rng)
+    state = jax.jit(loop.init)(rng)
+    state, first = jax.jit(functools.partial(loop.run, num_evals=1))(state)
+    state = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), state)  # through the host, as a file
+    state, rest = jax.jit(functools.partial(loop.run, num_evals=3))(state)
+    for name, values in full["metrics"].items():
+        np.testing.assert_array_equal(np.concatenate([first[name], rest[name]]), values)
+    _assert_trees_equal(state.train_state, full["runner_state"])
+    assert int(state.evals_done) == loop.num_evals
+
+
+def test_vmapped_grid_continues_bit_for_bit(loop):
+    """Seeds x an hparam grid: 2 + 2 evals from a saved state equal 4 in one call. The eval counter
+    stays one shared scalar (RUNNER_AXES), so warm-up and actor cadence remain real branches."""
+    rngs = jax.random.split(jax.random.PRNGKey(0), 3)
+    hparams = {k: jnp.full(3, v) for k, v in ft.default_hparams(ft.make_config("Pendulum-v1", **SMALL)).items()}
+    hparams["STD_MAX"] = jnp.array([0.4, 0.6, 0.8])
+    axes = ft.RUNNER_AXES
+    init = jax.jit(jax.vmap(loop.init, out_axes=axes))
+    run = lambda n: jax.jit(jax.vmap(functools.partial(loop.run, num_evals=n), in_axes=(axes,), out_axes=(axes, 0)))  # noqa: E731
+    start = init(rngs, hparams)
+    assert start.evals_done.shape == ()
+    whole_state, whole = run(4)(start)
+    state, first = run(2)(init(rngs, hparams))
+    state, second = run(2)(jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), state))
+    for name, values in whole.items():
+        np.testing.assert_array_equal(np.concatenate([first[name], second[name]], 1), values)
+    _assert_trees_equal(state, whole_state)
+
+
+# ---------------------------------------------------------------------------------------- sweeps
+SWEEP = [
+    "--env", "Pendulum-v1", "--seeds", "2", "--chunk", "2", "--no-plots", "--quiet",
+    "--set", "TOTAL_TIMESTEPS=3000", "--set", "EVAL_INTERVAL=100", "--set", "NUM_ENVS=4",
+    "--set", "NUM_EVAL_ENVS=4", "--set", "BATCH_SIZE=32", "--set", "BUFFER_SIZE=400",
+    "--set", "CRITIC_HIDDEN_DIM=32", "--set", "ACTOR_HIDDEN_DIM=16",
+]  # fmt: skip
+
+
+def _sweep_process(out):
+    """The sweep as its own process, on one host device: two calls of one agent each."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "sweep.py", *SWEEP, "--chunk", "1", "--out", str(out), "--checkpoint-every", "3"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, process, timeout=600.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, f"sweep ended early:\n{process.stdout.read()}"
+        assert time.monotonic() < deadline, "timed out waiting for a checkpoint"
+        time.sleep(0.02)
+
+
+def _checkpoint_evals(out):
+    done = []
+    for path in pathlib.Path(out).glob("combo_000/checkpoint_*.npz"):
+        try:
+            with np.load(path) as data:
+                done.append(json.loads(str(data["meta"]))["evals_done"])
+        except (OSError, ValueError, KeyError):  # replaced while we read it
+            pass
+    return max(done, default=0)
+
+
+def _results(out):
+    arrays = {}
+    for path in sorted(pathlib.Path(out).glob("combo_000/agents_*.npz")):
+        with np.load(path) as data:
+            for key in data.files:
+                if key != "meta":
+                    arrays.setdefault(key, []).append(data[key])
+    return {k: np.concatenate(v) for k, v in arrays.items()}
+
+
+@pytest.mark.slow
+def test_sigint_then_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    reference = tmp_path / "uninterrupted"
+    interrupted = tmp_path / "interrupted"
+    uninterrupted = _sweep_process(reference)  # runs beside the first interrupted one
+
+    # Ctrl-C once a checkpoint exists: a clean stop at the next one, saying how to resume.
+    first = _sweep_process(interrupted)
+    _wait_for(lambda: _checkpoint_evals(interrupted) >= 3, first)
+    first.send_signal(signal.SIGINT)
+    log = first.communicate(timeout=600)[0]
+    assert first.returncode == 130, log
+    assert "rerun the same command to resume" in log and "Traceback" not in log, log
+    assert not list(interrupted.rglob("*.tmp")), "a half-written file was left behind"
+    stopped_at = _checkpoint_evals(interrupted)
+    assert stopped_at >= 6 or list(interrupted.glob("combo_000/agents_*.npz")), log
+
+    # SIGKILL mid-run, after the resumed run has saved a later checkpoint.
+    second = _sweep_process(interrupted)
+    _wait_for(lambda: list(interrupted.glob("combo_000/agents_*.npz")) and _checkpoint_evals(interrupted) >= 3, second)
+    second.kill()
+    second.communicate(timeout=60)
+    assert list(interrupted.glob("combo_000/checkpoint_*.npz")), "the kill should land mid-call"
+
+    log = uninterrupted.communicate(timeout=900)[0]
+    assert uninterrupted.returncode == 0, log
+    third = _sweep_process(interrupted)
+    log = third.communicate(timeout=900)[0]
+    assert third.returncode == 0, log
+    assert "resume from their checkpoint at eval" in log, log
+    assert not list(interrupted.glob("combo_000/checkpoint_*")), "finished calls keep no checkpoint"
+    got, want = _results(interrupted), _results(reference)
+    assert set(got) == set(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_corrupt_results_file_is_named_not_trusted(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    (out / "combo_000").mkdir(parents=True)
+    bad = out / "combo_000" / "agents_000000-000002.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(SystemExit) as stop:
+        sweep.main([*SWEEP, "--out", str(out)])
+    message = str(stop.value.code)
+    assert str(bad) in message and "Delete it" in message
+    assert bad.read_bytes() == b"PK\x03\x04 truncated"  # neither recomputed over nor removed
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    out = tmp_path / "sweep"
+    (out / "combo_000").mkdir(parents=True)
+    bad = out / "combo_000" / "checkpoint_000000-000002.npz"  # the one call: --chunk 2
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(SystemExit) as stop:
+        sweep.main([*SWEEP, "--out", str(out), "--checkpoint-every", "3"])
+    assert str(bad) in str(stop.value.code) and "Delete it" in str(stop.value.code)
+
+
+def test_checkpoints_need_room_for_two(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sweep.shutil, "disk_usage", lambda path: sweep.shutil._ntuple_diskusage(1, 0, 1000))
+    with pytest.raises(SystemExit) as stop:
+        sweep.main([*SWEEP, "--out", str(tmp_path / "sweep"), "--checkpoint-every", "3"])
+    message = str(stop.value.code)
+    assert "--checkpoint-every" in message and "room for two" in message
+    assert "checkpoints:" in capsys.readouterr().out  # the cost is printed before refusing
