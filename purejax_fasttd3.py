@@ -853,33 +853,33 @@ def make_train_loop(config: dict) -> TrainLoop:
                 ),
                 batches,
             )
-            zero, none = jnp.float32(0.0), jnp.int32(0)
-            critic_loss = q_mean = actor_loss = zero
-            actor_updates = none
-            for i, key_i in enumerate(jax.random.split(key_smooth, num_updates)):
-                batch = jax.tree.map(lambda x: x[i], batches)
+            def one_update(carry, update):
+                """Critic update i, the delayed actor on the reference's cadence, Polyak targets;
+                losses are summed in the carry, in update order."""
+                ts, (critic_sum, q_sum, actor_sum, actor_count) = carry
+                batch, key_i, i = update
                 ts, inputs = critic_inputs(ts, batch)
-                ts, loss, q = update_critic(ts, batch, inputs, key_i, critic_lr)
-                critic_loss, q_mean = critic_loss + loss, q_mean + q
-                if num_updates > 1:  # the reference's cadence: inner index i % freq == 1
-                    if i % policy_frequency == 1:
-                        ts, loss = update_actor(ts, inputs, actor_lr)
-                        actor_loss, actor_updates = actor_loss + loss, actor_updates + 1
-                else:  # one update per iteration: the actor follows the iteration index.
-                    # The predicate depends only on the step counter, never on vmapped data,
-                    # so it stays a real branch under vmap.
-                    ts, loss, did = jax.lax.cond(
-                        iteration % policy_frequency == 0,
-                        lambda s: (*update_actor(s, inputs, actor_lr), jnp.int32(1)),
-                        lambda s: (s, zero, none),
-                        ts,
-                    )
-                    actor_loss, actor_updates = actor_loss + loss, actor_updates + did
-                ts = ts._replace(
-                    target_critic_params=optax.incremental_update(
-                        ts.critic_params, ts.target_critic_params, hp["TAU"]
-                    )
+                ts, critic_loss, q_mean = update_critic(ts, batch, inputs, key_i, critic_lr)
+                # The reference updates the actor when the inner index i % freq == 1, or, with one
+                # update per iteration, when iteration % freq == 0. Both predicates are loop
+                # counters, never vmapped data, so the cond stays a real branch under vmap.
+                actor_turn = (i % policy_frequency == 1) if num_updates > 1 else (iteration % policy_frequency == 0)
+                ts, actor_loss, actor_updates = jax.lax.cond(
+                    actor_turn,
+                    lambda s: (*update_actor(s, inputs, actor_lr), jnp.int32(1)),
+                    lambda s: (s, jnp.float32(0.0), jnp.int32(0)),
+                    ts,
                 )
+                target = optax.incremental_update(ts.critic_params, ts.target_critic_params, hp["TAU"])
+                ts = ts._replace(target_critic_params=target)
+                sums = (critic_sum + critic_loss, q_sum + q_mean, actor_sum + actor_loss, actor_count + actor_updates)
+                return (ts, sums), None
+
+            # A scan, not a Python loop: compile time and program size stay flat in NUM_UPDATES.
+            updates = (batches, jax.random.split(key_smooth, num_updates), jnp.arange(num_updates))
+            zero, none = jnp.float32(0.0), jnp.int32(0)
+            (ts, sums), _ = jax.lax.scan(one_update, (ts, (zero, zero, zero, none)), updates)
+            critic_loss, q_mean, actor_loss, actor_updates = sums
             return ts, (critic_loss, q_mean, jnp.int32(num_updates), actor_loss, actor_updates)
 
         def skip_learning(ts, buffer, key, iteration):
