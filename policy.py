@@ -27,7 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import envs
-from purejax_fasttd3 import Actor, Normalizer, TrainState, episode_returns, normalize
+from purejax_fasttd3 import Actor, Normalizer, TrainState, episode_returns, make_train_loop, normalize
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "policy"  # the orbax checkpoint inside a saved policy's folder
@@ -117,6 +117,33 @@ def load_policy(path) -> tuple[dict, Policy]:
     with ocp.StandardCheckpointer() as checkpointer:
         tree = checkpointer.restore(path / PARAMS_DIR)
     return config, Policy(tree["actor_params"], Normalizer(**tree["obs_norm"]))
+
+
+def load_checkpoint_policy(path, agent: int) -> tuple[dict, Policy, int]:
+    """(config, policy, evaluations done) of sweep agent `agent` from a mid-run checkpoint
+    (`combo_XXX/checkpoint_LO-HI.npz`, written by `sweep.py --checkpoint-every`), to evaluate or
+    render a run that is still going. The config carries the agent's own traced settings."""
+    import re
+
+    import sweep
+
+    path = pathlib.Path(path)
+    match = re.fullmatch(r"checkpoint_(\d+)-(\d+)(?:_process(\d+))?\.npz", path.name)
+    if match is None or not (path.parent / CONFIG_FILE).exists():
+        raise ValueError(f"{path} is not a sweep checkpoint (combo_XXX/checkpoint_LO-HI.npz beside config.json).")
+    lo, hi = int(match[1]), int(match[2])
+    config = json.loads((path.parent / CONFIG_FILE).read_text())
+    template = jax.eval_shape(make_train_loop(config).init, jax.random.PRNGKey(0))
+    specs, treedef = jax.tree.flatten(template)
+    leaves, _, meta = sweep.load_checkpoint(path, len(specs))
+    rows = next(leaf.shape[0] for leaf, spec in zip(leaves, specs) if leaf.ndim > spec.ndim)
+    first = lo + int(match[3] or 0) * rows  # each process saves its own consecutive rows
+    if not (lo <= agent < hi and first <= agent < first + rows):
+        raise IndexError(f"agent {agent} is not in {path.name}, which holds agents {first}-{min(first + rows, hi) - 1}.")
+    row = agent - first
+    state = jax.tree.unflatten(treedef, [x[row] if x.ndim > s.ndim else x for x, s in zip(leaves, specs)])
+    trained = {**config, **{k: float(v) for k, v in state.hparams.items()}}
+    return trained, policy_from_state(state.train_state), int(meta["evals_done"])
 
 
 # ==================================================================================================

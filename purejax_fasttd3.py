@@ -17,8 +17,6 @@ to shared/reference/fasttd3_spec.md.
 
 from __future__ import annotations
 
-import difflib
-import functools
 import math
 import time
 from typing import Any, NamedTuple
@@ -30,286 +28,16 @@ import numpy as np
 import optax
 
 import envs
-
-# ==================================================================================================
-# CONFIG
-# ==================================================================================================
-# Keys are the reference's argument names in UPPER_CASE with the reference's meaning. Counts of
-# "iterations" are vector-env steps: one iteration steps all NUM_ENVS environments once.
-STATIC_DEFAULTS: dict[str, Any] = {
-    "ENV_NAME": "",  # a continuous gymnax env (`Pendulum-v1`, ...), a Brax task or a Playground task
-    "NUM_ENVS": 1024,  # parallel training environments
-    "NUM_EVAL_ENVS": 1024,  # evaluation environments, one deterministic episode each; 0: no eval
-    "TOTAL_TIMESTEPS": 150_000,  # iterations; a multiple of EVAL_INTERVAL
-    "LEARNING_STARTS": 10,  # gradient updates start once the iteration index exceeds this
-    "EVAL_INTERVAL": 5_000,  # iterations between evaluations (one eval chunk)
-    "BUFFER_SIZE": 10_240,  # replay slots *per environment*
-    "BATCH_SIZE": 32_768,  # total batch, drawn as BATCH_SIZE // NUM_ENVS from every env
-    "NUM_UPDATES": 2,  # critic updates per iteration
-    "POLICY_FREQUENCY": 2,  # delayed actor: one actor update per this many critic updates
-    "NUM_STEPS": 1,  # n of the n-step return
-    "NUM_ATOMS": 101,  # C51 support size
-    "CRITIC_HIDDEN_DIM": 1024,  # critic widths are this, /2, /4
-    "ACTOR_HIDDEN_DIM": 512,  # actor widths are this, /2, /4
-    "USE_CDQ": True,  # clipped double Q: regress both critics to the lower target
-    "OBS_NORMALIZATION": True,  # empirical normalization of actor and critic observations
-    "DISABLE_BOOTSTRAP": False,  # treat time-outs as terminal: no bootstrap at any done
-    "COMPUTE_DTYPE": "float32",  # matmul dtype: "bfloat16" on GPU by default, "float32" on CPU
-    "EPISODE_LENGTH": 1000,  # env steps before a time-out (task default)
-    "ACTION_REPEAT": 1,  # physics steps per agent step (Playground)
-    "IMPL": "jax",  # MJX implementation for Playground: "jax" (pure XLA) or "warp"
-    # Matmul precision of the simulator (reset, step, eval step). "highest" is what the
-    # reference sets for MJX; "default" lets A100/H100/H200 run float32 physics in TF32 (faster,
-    # different physics). The networks always use COMPUTE_DTYPE at default precision.
-    "PHYSICS_PRECISION": "highest",
-    # At a done: "fresh" draws a new initial state; "first_state" restores the env's own first
-    # state, as the reference's Playground fork does (the Playground default; no reset computed).
-    "RESET_MODE": "fresh",
-    "PROGRESS": True,  # print one progress line per eval chunk
-}
-
-# Traced settings: floats that change no shape; `train` takes them as a vmappable dict.
-HPARAM_DEFAULTS: dict[str, float] = {
-    "CRITIC_LEARNING_RATE": 3e-4,
-    "ACTOR_LEARNING_RATE": 3e-4,
-    "CRITIC_LEARNING_RATE_END": 3e-4,  # cosine schedule target (constant LR when equal)
-    "ACTOR_LEARNING_RATE_END": 3e-4,
-    "GAMMA": 0.97,
-    "TAU": 0.1,  # Polyak rate, applied after every critic update
-    "POLICY_NOISE": 0.001,  # target-policy smoothing std
-    "NOISE_CLIP": 0.5,
-    "STD_MIN": 0.001,  # per-env exploration std ~ U[STD_MIN, STD_MAX), resampled at each done
-    "STD_MAX": 0.4,
-    "V_MIN": -10.0,  # C51 support
-    "V_MAX": 10.0,
-    "WEIGHT_DECAY": 0.1,  # AdamW decoupled decay on every parameter
-    "INIT_SCALE": 0.01,  # std of the actor's output-layer weights
-    # Ours, 0 (off) in the reference: coefficient of mean(pre-tanh output^2) in the actor loss.
-    # Without it an actor can drive its tanh so deep into saturation that its gradient
-    # vanishes, and it stays stuck at the bound after the critic comes to prefer another
-    # action (bench/diagnose_pendulum.py). The penalty holds pre-tanh outputs near a few units,
-    # where the gradient lives; the equilibrium depends only logarithmically on its scale.
-    "PRE_TANH_PENALTY": 0.0,
-}
-
-# The reference's per-task overrides of its MuJoCo Playground defaults (spec §1.3), plus small
-# CPU-friendly defaults for the gymnax tasks.
-TASK_OVERRIDES: dict[str, dict[str, Any]] = {
-    "G1JoystickFlatTerrain": {"TOTAL_TIMESTEPS": 100_000},
-    "G1JoystickRoughTerrain": {"TOTAL_TIMESTEPS": 100_000},
-    "T1JoystickFlatTerrain": {"TOTAL_TIMESTEPS": 100_000},
-    "T1JoystickRoughTerrain": {"TOTAL_TIMESTEPS": 100_000},
-    **{
-        task: {
-            "TOTAL_TIMESTEPS": 50_000,
-            "STD_MIN": 0.2,
-            "STD_MAX": 0.8,
-            "POLICY_NOISE": 0.2,
-            "NUM_UPDATES": 8,
-        }
-        for task in ("Go1JoystickFlatTerrain", "Go1JoystickRoughTerrain", "Go1Getup")
-    },
-    "LeapCubeReorient": {
-        "NUM_STEPS": 3,
-        "GAMMA": 0.99,
-        "POLICY_NOISE": 0.2,
-        "V_MIN": -50.0,
-        "V_MAX": 50.0,
-        "USE_CDQ": False,
-    },
-    "LeapCubeRotateZAxis": {"GAMMA": 0.99, "POLICY_NOISE": 0.2, "USE_CDQ": False},
-    "CheetahRun": {
-        "NUM_STEPS": 3,
-        "V_MIN": -500.0,
-        "V_MAX": 500.0,
-        "STD_MIN": 0.1,
-        "POLICY_NOISE": 0.1,
-    },
-    # gymnax: small networks and batches. PRE_TANH_PENALTY was tuned on master seed 0 (64 seeds
-    # per value, bench/results/tuning_pendulum): 0 -> 47/64 agents solved, 1e-3 -> 62/64,
-    # 1e-2 -> 64/64; held-out seeds in bench/results/peer_pendulum_cpu.json.
-    "Pendulum-v1": {
-        "NUM_ENVS": 16,
-        "NUM_EVAL_ENVS": 16,
-        "TOTAL_TIMESTEPS": 2_000,
-        "EVAL_INTERVAL": 100,
-        "BUFFER_SIZE": 4_000,
-        "BATCH_SIZE": 128,
-        "NUM_STEPS": 3,
-        "CRITIC_HIDDEN_DIM": 128,
-        "ACTOR_HIDDEN_DIM": 64,
-        "GAMMA": 0.99,
-        "V_MIN": -1_000.0,
-        "V_MAX": 0.0,
-        "STD_MIN": 0.05,
-        "STD_MAX": 0.8,
-        "POLICY_NOISE": 0.2,
-        "WEIGHT_DECAY": 0.0,
-        "CRITIC_LEARNING_RATE": 1e-3,
-        "ACTOR_LEARNING_RATE": 1e-3,
-        "CRITIC_LEARNING_RATE_END": 1e-3,
-        "ACTOR_LEARNING_RATE_END": 1e-3,
-        "PRE_TANH_PENALTY": 1e-2,
-    },
-    # Uncorrelated Gaussian noise rarely finds the goal; repeating each action for 8 steps
-    # does. Tuned on master seed 0 (bench/results/tuning_mountaincar*): without the penalty 60/64
-    # agents solve it (the rest hold full throttle or never leave), 1e-3 -> 64/64, 1e-2 -> 63/64.
-    # Held-out seeds: bench/results/report_mountaincar_seed{1,2}.
-    "MountainCarContinuous-v0": {
-        "NUM_ENVS": 16,
-        "NUM_EVAL_ENVS": 16,
-        "TOTAL_TIMESTEPS": 1_000,
-        "EVAL_INTERVAL": 250,
-        "BUFFER_SIZE": 2_000,
-        "BATCH_SIZE": 128,
-        "NUM_STEPS": 3,
-        "ACTION_REPEAT": 8,
-        "CRITIC_HIDDEN_DIM": 128,
-        "ACTOR_HIDDEN_DIM": 64,
-        "GAMMA": 0.99,
-        "V_MIN": -50.0,
-        "V_MAX": 100.0,
-        "STD_MIN": 0.2,  # every env explores: 64/64 tuning seeds vs 63/64 at 0.05
-        "STD_MAX": 0.8,
-        "POLICY_NOISE": 0.2,
-        "WEIGHT_DECAY": 0.0,
-        "CRITIC_LEARNING_RATE": 1e-3,
-        "ACTOR_LEARNING_RATE": 1e-3,
-        "CRITIC_LEARNING_RATE_END": 1e-3,
-        "ACTOR_LEARNING_RATE_END": 1e-3,
-        "PRE_TANH_PENALTY": 1e-3,
-    },
-}
-
-_CHOICES = {
-    "COMPUTE_DTYPE": ("float32", "bfloat16"),
-    "IMPL": ("jax", "warp"),
-    "RESET_MODE": ("fresh", "first_state"),
-    "PHYSICS_PRECISION": ("highest", "default"),
-}
-
-
-def make_config(env_name: str, **overrides) -> dict:
-    """The reference defaults for `env_name`, with `overrides` applied and validated.
-
-    Raises ValueError naming the key, the value and what is allowed for unknown keys, wrong
-    types and impossible values. The returned dict is new; nothing passed in is mutated.
-    """
-    if not isinstance(env_name, str):
-        raise ValueError(f"ENV_NAME must be a task name string, got {env_name!r}.")
-    config = {**STATIC_DEFAULTS, **HPARAM_DEFAULTS, "ENV_NAME": env_name}
-    config.update(envs.env_defaults(env_name))  # raises on an unknown task
-    if jax.default_backend() == "gpu":
-        config["COMPUTE_DTYPE"] = "bfloat16"
-    config.update(TASK_OVERRIDES.get(env_name, {}))
-    config.update(envs.BRAX_TASK_DEFAULTS.get(env_name, {}))
-    for key, value in overrides.items():
-        config[key] = check_setting(key, value)
-    _validate(config)
-    return config
-
-
-def check_setting(key: str, value):
-    """Type-checks one user setting against its default; ints are accepted for floats."""
-    if key == "ENV_NAME":
-        raise ValueError("ENV_NAME is the first argument of make_config, not an override.")
-    if key in HPARAM_DEFAULTS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {value!r} ({type(value).__name__}).")
-        return float(value)
-    if key not in STATIC_DEFAULTS:
-        known = sorted(STATIC_DEFAULTS) + sorted(HPARAM_DEFAULTS)
-        close = difflib.get_close_matches(key, known, n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"Unknown config key {key!r}.{hint} Allowed keys: {known}.")
-    expected = type(STATIC_DEFAULTS[key])
-    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
-        raise ValueError(
-            f"{key} must be of type {expected.__name__}, got {value!r} ({type(value).__name__})."
-        )
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise ValueError(f"{key}={value!r} is not allowed; choose one of {_CHOICES[key]}.")
-    return value
-
-
-def _require(settings: dict, ok: bool, key: str, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{key}={settings[key]!r} is not allowed: {allowed}.")
-
-
-def _validate(c: dict) -> None:
-    require = functools.partial(_require, c)
-    require(c["NUM_EVAL_ENVS"] >= 0, "NUM_EVAL_ENVS", "it must be at least 0 (0 skips evaluation)")
-    for key in (
-        "NUM_ENVS",
-        "EVAL_INTERVAL",
-        "BATCH_SIZE",
-        "NUM_UPDATES",
-        "POLICY_FREQUENCY",
-        "NUM_STEPS",
-        "EPISODE_LENGTH",
-        "ACTION_REPEAT",
-    ):
-        require(c[key] >= 1, key, "it must be at least 1")
-    require(c["NUM_ATOMS"] >= 2, "NUM_ATOMS", "it must be at least 2")
-    for key in ("CRITIC_HIDDEN_DIM", "ACTOR_HIDDEN_DIM"):
-        require(c[key] >= 4 and c[key] % 4 == 0, key, "it must be a positive multiple of 4")
-    require(
-        c["BATCH_SIZE"] % c["NUM_ENVS"] == 0,
-        "BATCH_SIZE",
-        f"it must be a multiple of NUM_ENVS={c['NUM_ENVS']} (each env gives BATCH_SIZE // NUM_ENVS samples)",
-    )
-    require(
-        c["TOTAL_TIMESTEPS"] < 2**31,
-        "TOTAL_TIMESTEPS",
-        "iteration counters are int32, so it must be below 2**31 (env steps are counted exactly "
-        "on the host, see env_steps_at_evals)",
-    )
-    require(
-        c["TOTAL_TIMESTEPS"] >= c["EVAL_INTERVAL"] and c["TOTAL_TIMESTEPS"] % c["EVAL_INTERVAL"] == 0,
-        "TOTAL_TIMESTEPS",
-        f"it counts iterations run in eval chunks, so it must be a positive multiple of "
-        f"EVAL_INTERVAL={c['EVAL_INTERVAL']}",
-    )
-    require(
-        c["NUM_STEPS"] - 1 <= c["LEARNING_STARTS"] < c["TOTAL_TIMESTEPS"],
-        "LEARNING_STARTS",
-        f"it must be at least NUM_STEPS-1={c['NUM_STEPS'] - 1} (so an n-step window is stored "
-        f"when learning starts) and below TOTAL_TIMESTEPS={c['TOTAL_TIMESTEPS']}",
-    )
-    require(
-        c["BUFFER_SIZE"] > c["NUM_STEPS"],
-        "BUFFER_SIZE",
-        f"it must exceed NUM_STEPS={c['NUM_STEPS']}",
-    )
-    validate_hparams(c)
-
-
-def validate_hparams(h: dict) -> None:
-    """Checks on traced settings; also used by sweep tools on every grid value."""
-    require = functools.partial(_require, h)
-    require(h["V_MIN"] < h["V_MAX"], "V_MIN", f"it must be below V_MAX={h['V_MAX']!r}")
-    require(0.0 <= h["STD_MIN"] <= h["STD_MAX"], "STD_MIN", f"need 0 <= STD_MIN <= STD_MAX={h['STD_MAX']!r}")
-    require(0.0 < h["GAMMA"] <= 1.0, "GAMMA", "it must lie in (0, 1]")
-    require(0.0 < h["TAU"] <= 1.0, "TAU", "it must lie in (0, 1]")
-    for key in (
-        "CRITIC_LEARNING_RATE",
-        "ACTOR_LEARNING_RATE",
-        "CRITIC_LEARNING_RATE_END",
-        "ACTOR_LEARNING_RATE_END",
-        "WEIGHT_DECAY",
-        "POLICY_NOISE",
-        "NOISE_CLIP",
-        "INIT_SCALE",
-        "PRE_TANH_PENALTY",
-    ):
-        require(h[key] >= 0.0, key, "it must be non-negative")
-
-
-def default_hparams(config: dict) -> dict:
-    """The config's traced settings as float32 scalars (the default `hparams` of `train`)."""
-    return {key: jnp.float32(config[key]) for key in HPARAM_DEFAULTS}
-
+from configs import (  # noqa: F401  (re-exported: the public API lives in this module)
+    HPARAM_DEFAULTS,
+    STATIC_DEFAULTS,
+    TASK_OVERRIDES,
+    check_setting,
+    default_hparams,
+    env_steps_at_evals,
+    make_config,
+    validate_hparams,
+)
 
 # ==================================================================================================
 # NETWORKS
@@ -662,12 +390,14 @@ class IterationStats(NamedTuple):
     actor_updates: jax.Array  # int32
 
 
-def make_train(config: dict):
+def make_train(config: dict, progress=None):
     """Returns `train(rng, hparams=None)`, a pure function to `jax.jit` and `jax.vmap`.
 
     `train` is `TrainLoop.init` followed by `TrainLoop.run` over every eval chunk, in one
-    program; `make_train_loop` gives the two halves to save a run and continue it."""
-    loop = make_train_loop(config)
+    program; `make_train_loop` gives the two halves to save a run and continue it.
+    `progress(eval_index)` is called on the host after every evaluation (once per call, however
+    many agents are vmapped), e.g. `ProgressPrinter(config)`; None reports nothing."""
+    loop = make_train_loop(config, progress)
 
     def train(rng, hparams=None):
         runner, metrics = loop.run(loop.init(rng, hparams), loop.num_evals)
@@ -691,8 +421,8 @@ class TrainLoop(NamedTuple):
     num_evals: int  # eval chunks in the configured run (TOTAL_TIMESTEPS // EVAL_INTERVAL)
 
 
-def make_train_loop(config: dict) -> TrainLoop:
-    """The two halves of `make_train(config)`'s `train`; see `TrainLoop`."""
+def make_train_loop(config: dict, progress=None) -> TrainLoop:
+    """The two halves of `make_train(config, progress)`'s `train`; see `TrainLoop`."""
     config = dict(config)  # our own copy: later edits by the caller change nothing here
     env = envs.make_env(config)
     num_envs = config["NUM_ENVS"]
@@ -709,7 +439,6 @@ def make_train_loop(config: dict) -> TrainLoop:
     actor = Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], dtype)
     critic = DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], dtype)
     twin_critic = jax.vmap(critic.apply, in_axes=(0, None, None))  # -> [2, B, atoms]
-    progress = _Progress(config) if config["PROGRESS"] else None
 
     def observe(norm: Normalizer, x):
         """Update-then-normalize, as every reference normalizer call in training does."""
@@ -969,13 +698,6 @@ def make_train_loop(config: dict) -> TrainLoop:
 RUNNER_AXES = Runner(*(0,) * (len(Runner._fields) - 2), evals_done=None, rng=0)
 
 
-def env_steps_at_evals(config: dict) -> np.ndarray:
-    """Env transitions per agent at each evaluation, as int64 computed on the host (exact at
-    any scale; the traced metrics count iterations in int32)."""
-    evals = np.arange(1, config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"] + 1, dtype=np.int64)
-    return evals * config["EVAL_INTERVAL"] * config["NUM_ENVS"]
-
-
 def _is_head_kernel(path) -> bool:
     names = [getattr(entry, "key", None) for entry in path]
     return names[-2:] == ["head", "kernel"]
@@ -993,8 +715,8 @@ def _resolve_hparams(config: dict, hparams) -> dict:
     return hp
 
 
-class _Progress:
-    """Host-side progress line, called once per eval chunk with the (unbatched) chunk index."""
+class ProgressPrinter:
+    """A `progress` callback for `make_train`: one line per evaluation with throughput and ETA."""
 
     def __init__(self, config: dict):
         self.name = config["ENV_NAME"]

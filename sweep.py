@@ -384,8 +384,8 @@ class CallPrograms:
     evaluations. Each is compiled once, on first use; a sweep with or without checkpoints runs
     the same `run` programs, so a resumed call equals an uninterrupted one bit for bit."""
 
-    def __init__(self, config: dict, mesh):
-        self.loop = ft.make_train_loop(config)
+    def __init__(self, config: dict, mesh, progress: bool):
+        self.loop = ft.make_train_loop(config, ft.ProgressPrinter(config) if progress else None)
         agents = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
         shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         self.state_sharding = jax.tree.map(
@@ -638,7 +638,7 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
     points = grid_points(grid)
     out = pathlib.Path(args.out or f"results/{args.env}")
     # Validate every combination (and every grid point) before any compilation.
-    configs = [ft.make_config(args.env, **{**fixed, **combo, "PROGRESS": not args.quiet}) for combo in combos]
+    configs = [ft.make_config(args.env, **{**fixed, **combo}) for combo in combos]
     hparams = [agent_hparams(config, points, args.seeds) for config in configs]
 
     spec = {
@@ -700,7 +700,7 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         ranges = pending_ranges(done, total, chunk)
         if done:
             print(f"{label}: resuming, {len(done)} of {total} agents already finished")
-        programs = CallPrograms(config, mesh)
+        programs = CallPrograms(config, mesh, progress=not args.quiet)
         num_evals = programs.loop.num_evals
         segment = min(args.checkpoint_every or num_evals, num_evals)
         if args.checkpoint_every:

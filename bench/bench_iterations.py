@@ -48,7 +48,7 @@ def main() -> None:
     short_total = base["LEARNING_STARTS"] + 1 + 5
     runs = {}
     for total in (short_total, short_total + args.iterations):
-        timing = {"TOTAL_TIMESTEPS": total, "EVAL_INTERVAL": total, "NUM_EVAL_ENVS": 0, "PROGRESS": False}
+        timing = {"TOTAL_TIMESTEPS": total, "EVAL_INTERVAL": total, "NUM_EVAL_ENVS": 0}
         config = ft.make_config(args.env, **{**overrides, **timing})
         runs[total] = timed_run(config, args.agents)
         print(

@@ -127,7 +127,7 @@ def run_rejax(python: pathlib.Path, master_seeds: list[int], seeds: int, total_t
 
 # ------------------------------------------------------------------------------------------ ours
 def run_ours(master_seeds: list[int], seeds: int, overrides: dict) -> dict:
-    config = ft.make_config("Pendulum-v1", PROGRESS=False, **overrides)
+    config = ft.make_config("Pendulum-v1", **overrides)
     train = jax.jit(jax.vmap(ft.make_train(config)))
     compiled = compile_s = None
     runs = []
@@ -151,7 +151,7 @@ def run_ours(master_seeds: list[int], seeds: int, overrides: dict) -> dict:
     else:
         env_steps = metrics_env_steps.astype(np.int64)
     return {
-        "config": {k: v for k, v in config.items() if k != "PROGRESS"},
+        "config": config,
         "compile_seconds": compile_s,
         "env_steps": env_steps.tolist(),
         "eval_episodes": config["NUM_EVAL_ENVS"],

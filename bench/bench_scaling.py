@@ -207,7 +207,6 @@ def main() -> None:
                     "TOTAL_TIMESTEPS": total,
                     "EVAL_INTERVAL": total,
                     "NUM_EVAL_ENVS": 0,
-                    "PROGRESS": False,
                 }
                 config = ft.make_config(args.env, **{**overrides, **timing})
                 runs[total] = timed_run(config, agents, seed=args.seed)

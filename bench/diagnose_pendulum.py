@@ -90,7 +90,7 @@ def main() -> None:
         _plot(json.loads((RESULTS / f"diagnose_pendulum{args.tag}.json").read_text()), figure)
         return
 
-    config = ft.make_config("Pendulum-v1", PROGRESS=False, **parse_overrides(args.set))
+    config = ft.make_config("Pendulum-v1", **parse_overrides(args.set))
     hparams = ft.default_hparams(config)
     train = jax.jit(jax.vmap(ft.make_train(config)))
     out = train(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))

@@ -250,7 +250,6 @@ def test_short_training_run_on_brax():
         ACTOR_HIDDEN_DIM=16,
         EPISODE_LENGTH=50,
         LEARNING_STARTS=5,
-        PROGRESS=False,
     )
     metrics = _np(jax.jit(ft.make_train(config))(jax.random.PRNGKey(0))["metrics"])
     for name, value in metrics.items():

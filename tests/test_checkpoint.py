@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import policy as pol
 import purejax_fasttd3 as ft
 import sweep
 
@@ -28,7 +29,6 @@ SMALL = dict(
     BUFFER_SIZE=200,
     CRITIC_HIDDEN_DIM=32,
     ACTOR_HIDDEN_DIM=16,
-    PROGRESS=False,
 )
 
 
@@ -37,9 +37,12 @@ def _assert_trees_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+REPORTED: list[int] = []  # evaluations reported to the progress callback, in order
+
+
 @pytest.fixture(scope="module")
 def loop():
-    return ft.make_train_loop(ft.make_config("Pendulum-v1", **SMALL))
+    return ft.make_train_loop(ft.make_config("Pendulum-v1", **SMALL), progress=lambda i: REPORTED.append(int(i)))
 
 
 def test_single_run_continues_bit_for_bit(loop):
@@ -47,6 +50,7 @@ def test_single_run_continues_bit_for_bit(loop):
     rng = jax.random.PRNGKey(3)
     full = jax.jit(ft.make_train(ft.make_config("Pendulum-v1", **SMALL)))(rng)
     state = jax.jit(loop.init)(rng)
+    REPORTED.clear()
     state, first = jax.jit(functools.partial(loop.run, num_evals=1))(state)
     state = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), state)  # through the host, as a file
     state, rest = jax.jit(functools.partial(loop.run, num_evals=3))(state)
@@ -54,9 +58,11 @@ def test_single_run_continues_bit_for_bit(loop):
         np.testing.assert_array_equal(np.concatenate([first[name], rest[name]]), values)
     _assert_trees_equal(state.train_state, full["runner_state"])
     assert int(state.evals_done) == loop.num_evals
+    jax.effects_barrier()
+    assert REPORTED == [0, 1, 2, 3]  # the resumed run reports evaluations 1-3, not 0-2
 
 
-def test_vmapped_grid_continues_bit_for_bit(loop):
+def test_vmapped_grid_continues_bit_for_bit(loop, tmp_path):
     """Seeds x an hparam grid: 2 + 2 evals from a saved state equal 4 in one call. The eval counter
     stays one shared scalar (RUNNER_AXES), so warm-up and actor cadence remain real branches."""
     rngs = jax.random.split(jax.random.PRNGKey(0), 3)
@@ -69,10 +75,24 @@ def test_vmapped_grid_continues_bit_for_bit(loop):
     assert start.evals_done.shape == ()
     whole_state, whole = run(4)(start)
     state, first = run(2)(init(rngs, hparams))
+    mid_run = state
     state, second = run(2)(jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), state))
     for name, values in whole.items():
         np.testing.assert_array_equal(np.concatenate([first[name], second[name]], 1), values)
     _assert_trees_equal(state, whole_state)
+
+    # A policy read back from a mid-run checkpoint file acts as the agent did at that evaluation.
+    config = ft.make_config("Pendulum-v1", **SMALL)
+    combo = tmp_path / "combo_000"
+    combo.mkdir()
+    (combo / "config.json").write_text(json.dumps(config))
+    sweep.save_checkpoint(combo / "checkpoint_000000-000003.npz", mid_run, {}, {"evals_done": 2, "run_seconds": 0.0})
+    trained, policy, evals = pol.load_checkpoint_policy(combo / "checkpoint_000000-000003.npz", agent=2)
+    assert evals == 2 and trained["STD_MAX"] == pytest.approx(0.8)
+    _assert_trees_equal(policy.actor_params, jax.tree.map(lambda x: x[2], mid_run.train_state.actor_params))
+    eval_key = jax.random.split(rngs[2], 6)[5]  # the k_eval of TrainLoop.init
+    returns = jax.jit(lambda p: pol.evaluate_policy(trained, p, eval_key))(policy)
+    np.testing.assert_allclose(returns.mean(), first["eval_return"][2, 1], rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------- sweeps

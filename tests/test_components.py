@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import envs
+import configs
 import purejax_fasttd3 as ft
 
 
@@ -440,3 +441,17 @@ def test_default_hparams_are_float32_scalars_of_traced_keys():
         assert value.dtype == jnp.float32 and value.shape == ()
         assert float(value) == pytest.approx(config[key], rel=1e-6)
     assert float(h["GAMMA"]) == pytest.approx(0.95) and float(h["V_MIN"]) == -1000.0
+
+
+@pytest.mark.parametrize(
+    "key, ours",
+    [("LR", "CRITIC_LEARNING_RATE"), ("UPDATE_EPOCHS", "NUM_UPDATES"), ("PROGRESS", "ProgressPrinter")],
+)
+def test_purejaxrl_only_keys_are_refused_naming_ours(key, ours):
+    """A PureJaxRL config never half-applies: its keys are refused, with the key to use here."""
+    with pytest.raises(ValueError, match=ours) as error:
+        ft.make_config("Pendulum-v1", **{key: 1e-3})
+    assert f"{key} is not a FastTD3X setting" in str(error.value)
+    assert set(configs.PUREJAXRL_ONLY).isdisjoint(ft.STATIC_DEFAULTS) and set(configs.PUREJAXRL_ONLY).isdisjoint(
+        ft.HPARAM_DEFAULTS
+    )

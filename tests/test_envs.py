@@ -213,7 +213,6 @@ def test_physics_precision_setting_leaves_networks_alone():
         CRITIC_HIDDEN_DIM=8,
         ACTOR_HIDDEN_DIM=4,
         NUM_ATOMS=5,
-        PROGRESS=False,
     )
     assert config["PHYSICS_PRECISION"] == "highest"
     program = jax.jit(ft.make_train(config)).lower(jax.random.PRNGKey(0)).as_text()

@@ -26,7 +26,6 @@ SMALL = dict(
     CRITIC_HIDDEN_DIM=32,
     ACTOR_HIDDEN_DIM=16,
     NUM_ATOMS=11,
-    PROGRESS=False,
 )
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -150,7 +149,7 @@ _RENDER_SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp
     import envs, policy as pol, purejax_fasttd3 as ft
 
-    config = ft.make_config("CartpoleBalance", ACTOR_HIDDEN_DIM=16, PROGRESS=False)
+    config = ft.make_config("CartpoleBalance", ACTOR_HIDDEN_DIM=16)
     env = envs.make_env(config)
     params = ft.Actor(env.action_dim, 16).init(jax.random.PRNGKey(0), jnp.zeros((1, env.obs_dim)))
     policy = pol.Policy(params, ft.normalizer_init(env.obs_dim))

@@ -25,7 +25,6 @@ BASE = dict(
     ACTOR_HIDDEN_DIM=8,
     NUM_ATOMS=11,
     EPISODE_LENGTH=15,
-    PROGRESS=False,
 )
 
 # Another valid value of every static key (Pendulum-v1). POLICY_FREQUENCY=1 rather than 3:
@@ -51,7 +50,6 @@ STATIC_VARIANTS = {
     "EPISODE_LENGTH": 25,
     "ACTION_REPEAT": 2,
     "RESET_MODE": "first_state",
-    "PROGRESS": True,
 }
 # Keys that only a Playground task reads; each has its own test below or in test_envs.py.
 PLAYGROUND_ONLY = {"IMPL", "PHYSICS_PRECISION"}

@@ -137,7 +137,7 @@ def test_results_format(swept):
 
 def test_agents_equal_single_runs(swept):
     """Agent (grid point 0, seed 1) equals train(split(PRNGKey(0), 2)[1]) run alone."""
-    config = ft.make_config("Pendulum-v1", **sweep.parse_set(TINY)[0], BATCH_SIZE=8, PROGRESS=False)
+    config = ft.make_config("Pendulum-v1", **sweep.parse_set(TINY)[0], BATCH_SIZE=8)
     rng = jax.random.split(jax.random.PRNGKey(0), 2)[1]
     single = jax.jit(ft.make_train(config))(rng, {"CRITIC_LEARNING_RATE": 1e-3})
     _, arrays, _ = _load(swept / "combo_000")

@@ -28,7 +28,6 @@ SMALL = dict(
     ACTOR_HIDDEN_DIM=16,
     NUM_ATOMS=11,
     EPISODE_LENGTH=30,
-    PROGRESS=False,
 )
 
 
@@ -220,7 +219,7 @@ SOLVED = -200.0
 @pytest.fixture(scope="module")
 def default_job():
     """The default Pendulum-v1 job on 16 held-out seeds, vmapped and as 16 single runs."""
-    config = ft.make_config("Pendulum-v1", PROGRESS=False)
+    config = ft.make_config("Pendulum-v1")
     rngs = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), 16)
     vmapped = np.asarray(jax.jit(jax.vmap(ft.make_train(config)))(rngs)["metrics"]["eval_return"][:, -1])
     single = jax.jit(ft.make_train(config))
@@ -286,7 +285,6 @@ def test_update_scan_matches_the_unrolled_loop():
         CRITIC_HIDDEN_DIM=32,
         ACTOR_HIDDEN_DIM=16,
         NUM_UPDATES=3,
-        PROGRESS=False,
     )
     out = jax.jit(ft.make_train(cfg))(jax.random.PRNGKey(1))
     for name, values in out["metrics"].items():
