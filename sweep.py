@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
+import provenance
 import purejax_fasttd3 as ft
 from plots.results import (
     SOLVED_THRESHOLDS,
@@ -599,20 +600,7 @@ def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
 
 
 def _environment() -> dict:
-    import importlib.metadata
-
-    versions = {}
-    for name in ("jax", "jaxlib", "flax", "optax", "mujoco-mjx", "playground", "gymnax"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "device": jax.devices()[0].device_kind,
-        "num_devices": jax.device_count(),
-        "process_count": jax.process_count(),
-        "versions": versions,
-    }
+    return provenance.run_environment()
 
 
 def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:

@@ -36,7 +36,7 @@ def _softmax_rows(rng, rows, atoms):
 
 
 def _project(p, r, boot, disc, v_min, v_max):
-    f = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    f = lambda a: jnp.asarray(a, jnp.float32)
     return np.asarray(ft.categorical_projection(f(p), f(r), f(boot), f(disc), v_min, v_max))
 
 

@@ -14,19 +14,10 @@ from scipy import stats
 
 import purejax_fasttd3 as ft
 import sweep
+from shared_configs import TINY_AGENT, set_items
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = [
-    "NUM_ENVS=4",
-    "NUM_EVAL_ENVS=2",
-    "TOTAL_TIMESTEPS=40",
-    "EVAL_INTERVAL=20",
-    "BUFFER_SIZE=40",
-    "CRITIC_HIDDEN_DIM=16",
-    "ACTOR_HIDDEN_DIM=8",
-    "NUM_ATOMS=11",
-    "EPISODE_LENGTH=25",
-]
+TINY = set_items(dict(TINY_AGENT, NUM_EVAL_ENVS=2, BUFFER_SIZE=40, EPISODE_LENGTH=25))
 
 
 # ---------------------------------------------------------------------------------- parsing
@@ -365,7 +356,9 @@ def test_default_job_and_cpu_devices(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     sweep.use_every_cpu_core()
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=6"
+    assert (
+        os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=6"
+    )
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
     sweep.use_every_cpu_core()
     assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=3"
