@@ -37,7 +37,8 @@ import functools
 import math
 import os
 import pathlib
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +97,7 @@ class Env(NamedTuple):
 # Task registry
 # ==================================================================================================
 def task_kind(env_name: str) -> str:
-    """"gymnax", "brax" or "playground"; ValueError naming the allowed tasks otherwise."""
+    """ "gymnax", "brax" or "playground"; ValueError naming the allowed tasks otherwise."""
     if env_name in BRAX_TASKS:
         return "brax"
     import gymnax
@@ -288,7 +289,9 @@ class AutoReset(Wrapper):
         if self.reset_mode == "first_state":
             first_obs, first = state.first
             restart = getattr(self._env, "restart", None)
-            restored = base_state(first) if restart is None else restart(base_state(stepped), base_state(first))
+            restored = (
+                base_state(first) if restart is None else restart(base_state(stepped), base_state(first))
+            )
             new_obs, new_state = first_obs, _replace_base(first, restored)
         else:
             new_obs, new_state = self._env.reset(key_reset, params)
@@ -371,7 +374,7 @@ def _at_precision(precision: str, fn: Callable) -> Callable:
 # ==================================================================================================
 # gymnax
 # ==================================================================================================
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gymnax_make(env_name: str):
     """`gymnax.make`, refusing tasks FastTD3 cannot act in (discrete or unbuildable)."""
     import gymnax
@@ -450,7 +453,13 @@ _BRAX_LOCOMOTION = {
 _BRAX_SMALL = {**_BRAX_LOCOMOTION, "TOTAL_TIMESTEPS": 20_000, "NUM_STEPS": 1}
 BRAX_TASK_DEFAULTS: dict[str, dict] = {
     "ant": {**_BRAX_LOCOMOTION, "V_MIN": -100.0, "V_MAX": 800.0},
-    "halfcheetah": {**_BRAX_LOCOMOTION, "V_MIN": -200.0, "V_MAX": 1200.0, "STD_MIN": 0.1, "POLICY_NOISE": 0.1},
+    "halfcheetah": {
+        **_BRAX_LOCOMOTION,
+        "V_MIN": -200.0,
+        "V_MAX": 1200.0,
+        "STD_MIN": 0.1,
+        "POLICY_NOISE": 0.1,
+    },
     "hopper": {**_BRAX_LOCOMOTION, "V_MIN": -50.0, "V_MAX": 400.0},
     "humanoid": {**_BRAX_LOCOMOTION, "V_MIN": -50.0, "V_MAX": 1000.0},
     "humanoidstandup": {**_BRAX_LOCOMOTION, "V_MIN": 0.0, "V_MAX": 15_000.0},

@@ -130,7 +130,9 @@ def load_checkpoint_policy(path, agent: int) -> tuple[dict, Policy, int]:
     path = pathlib.Path(path)
     match = re.fullmatch(r"checkpoint_(\d+)-(\d+)(?:_process(\d+))?\.npz", path.name)
     if match is None or not (path.parent / CONFIG_FILE).exists():
-        raise ValueError(f"{path} is not a sweep checkpoint (combo_XXX/checkpoint_LO-HI.npz beside config.json).")
+        raise ValueError(
+            f"{path} is not a sweep checkpoint (combo_XXX/checkpoint_LO-HI.npz beside config.json)."
+        )
     lo, hi = int(match[1]), int(match[2])
     config = json.loads((path.parent / CONFIG_FILE).read_text())
     template = jax.eval_shape(make_train_loop(config).init, jax.random.PRNGKey(0))
@@ -139,7 +141,9 @@ def load_checkpoint_policy(path, agent: int) -> tuple[dict, Policy, int]:
     rows = next(leaf.shape[0] for leaf, spec in zip(leaves, specs) if leaf.ndim > spec.ndim)
     first = lo + int(match[3] or 0) * rows  # each process saves its own consecutive rows
     if not (lo <= agent < hi and first <= agent < first + rows):
-        raise IndexError(f"agent {agent} is not in {path.name}, which holds agents {first}-{min(first + rows, hi) - 1}.")
+        raise IndexError(
+            f"agent {agent} is not in {path.name}, which holds agents {first}-{min(first + rows, hi) - 1}."
+        )
     row = agent - first
     state = jax.tree.unflatten(treedef, [x[row] if x.ndim > s.ndim else x for x, s in zip(leaves, specs)])
     trained = {**config, **{k: float(v) for k, v in state.hparams.items()}}

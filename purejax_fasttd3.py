@@ -582,6 +582,7 @@ def make_train_loop(config: dict, progress=None) -> TrainLoop:
                 ),
                 batches,
             )
+
             def one_update(carry, update):
                 """Critic update i, the delayed actor on the reference's cadence, Polyak targets;
                 losses are summed in the carry, in update order."""
@@ -592,7 +593,9 @@ def make_train_loop(config: dict, progress=None) -> TrainLoop:
                 # The reference updates the actor when the inner index i % freq == 1, or, with one
                 # update per iteration, when iteration % freq == 0. Both predicates are loop
                 # counters, never vmapped data, so the cond stays a real branch under vmap.
-                actor_turn = (i % policy_frequency == 1) if num_updates > 1 else (iteration % policy_frequency == 0)
+                actor_turn = (
+                    (i % policy_frequency == 1) if num_updates > 1 else (iteration % policy_frequency == 0)
+                )
                 ts, actor_loss, actor_updates = jax.lax.cond(
                     actor_turn,
                     lambda s: (*update_actor(s, inputs, actor_lr), jnp.int32(1)),
@@ -601,7 +604,12 @@ def make_train_loop(config: dict, progress=None) -> TrainLoop:
                 )
                 target = optax.incremental_update(ts.critic_params, ts.target_critic_params, hp["TAU"])
                 ts = ts._replace(target_critic_params=target)
-                sums = (critic_sum + critic_loss, q_sum + q_mean, actor_sum + actor_loss, actor_count + actor_updates)
+                sums = (
+                    critic_sum + critic_loss,
+                    q_sum + q_mean,
+                    actor_sum + actor_loss,
+                    actor_count + actor_updates,
+                )
                 return (ts, sums), None
 
             # A scan, not a Python loop: compile time and program size stay flat in NUM_UPDATES.

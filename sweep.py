@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
+import provenance
 import purejax_fasttd3 as ft
 from plots.results import (
     SOLVED_THRESHOLDS,
@@ -439,13 +440,19 @@ class CallPrograms:
         template = jax.eval_shape(jax.vmap(self.loop.init, out_axes=ft.RUNNER_AXES), rngs, hp)
         specs, treedef = jax.tree.flatten(template)
         if len(leaves) != len(specs):
-            raise CorruptFileError(f"the checkpoint holds {len(leaves)} arrays, this config's state {len(specs)}")
+            raise CorruptFileError(
+                f"the checkpoint holds {len(leaves)} arrays, this config's state {len(specs)}"
+            )
         placed = []
         for leaf, spec in zip(leaves, specs):
             if leaf.shape[1:] != spec.shape[1:] or leaf.ndim != spec.ndim:
-                raise CorruptFileError(f"an array of shape {leaf.shape} where this config's state has {spec.shape}")
+                raise CorruptFileError(
+                    f"an array of shape {leaf.shape} where this config's state has {spec.shape}"
+                )
             sharding = self._agents if spec.ndim else self._shared
-            placed.append(jax.make_array_from_process_local_data(sharding, leaf.astype(spec.dtype), spec.shape))
+            placed.append(
+                jax.make_array_from_process_local_data(sharding, leaf.astype(spec.dtype), spec.shape)
+            )
         return jax.tree.unflatten(treedef, placed)
 
     def num_state_leaves(self) -> int:
@@ -599,20 +606,7 @@ def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
 
 
 def _environment() -> dict:
-    import importlib.metadata
-
-    versions = {}
-    for name in ("jax", "jaxlib", "flax", "optax", "mujoco-mjx", "playground", "gymnax"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "device": jax.devices()[0].device_kind,
-        "num_devices": jax.device_count(),
-        "process_count": jax.process_count(),
-        "versions": versions,
-    }
+    return provenance.run_environment()
 
 
 def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:
@@ -728,7 +722,9 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
                         "its agents from the start."
                     ) from None
                 history = [history]
-                print(f"{label}: agents {lo}-{hi - 1} resume from their checkpoint at eval {evals}/{num_evals}")
+                print(
+                    f"{label}: agents {lo}-{hi - 1} resume from their checkpoint at eval {evals}/{num_evals}"
+                )
             else:
                 state = programs.init(*_global_arrays((seed_rngs[padded % args.seeds], chunk_hp), mesh))
                 history, evals = [], 0
@@ -741,9 +737,13 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
                 run_s = run_before + time.perf_counter() - t0 - compiling
                 if args.checkpoint_every and evals < num_evals:
                     history = [_concat_metrics(history)]
-                    save_checkpoint(checkpoint, state, history[0], {"evals_done": evals, "run_seconds": run_s})
+                    save_checkpoint(
+                        checkpoint, state, history[0], {"evals_done": evals, "run_seconds": run_s}
+                    )
                 if evals < num_evals and STOP.requested():
-                    raise Interrupted(f"stopped at eval {evals}/{num_evals} of agents {lo}-{hi - 1}, checkpoint saved")
+                    raise Interrupted(
+                        f"stopped at eval {evals}/{num_evals} of agents {lo}-{hi - 1}, checkpoint saved"
+                    )
             if compiling:
                 print(f"{label}: compiled in {compiling:.1f} s")
             metrics = {name: values[:n] for name, values in _concat_metrics(history).items()}
@@ -781,7 +781,8 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
             eta = run_s / n * remaining
             print(
                 f"{label}: agents {lo}-{hi - 1} done in {run_s:.1f} s "
-                f"({k + 1}/{len(ranges)} calls; elapsed {elapsed:.0f} s, ETA for this combination {eta:.0f} s)"
+                f"({k + 1}/{len(ranges)} calls; elapsed {elapsed:.0f} s, "
+                f"ETA for this combination {eta:.0f} s)"
             )
             if flagged:
                 print(f"  WARNING: non-finite losses or returns in agents {flagged}; kept going")

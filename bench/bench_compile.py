@@ -18,9 +18,8 @@ import time
 
 import jax
 
-from common import environment, write
-
 import purejax_fasttd3 as ft
+from common import environment, write
 
 
 def compile_seconds(config: dict) -> tuple[float, float, int]:
@@ -64,7 +63,10 @@ def main() -> None:
         mine = [r for r in rows if r["env"] == env_name]
         low, high = mine[0], mine[-1]
         total = lambda r: r["lower_seconds"] + r["compile_seconds"]  # noqa: E731
-        print(f"{env_name}: NUM_UPDATES={high['NUM_UPDATES']} / {low['NUM_UPDATES']} = {total(high) / total(low):.2f}x")
+        print(
+            f"{env_name}: NUM_UPDATES={high['NUM_UPDATES']} / {low['NUM_UPDATES']} = "
+            f"{total(high) / total(low):.2f}x"
+        )
 
     device = jax.devices()[0].device_kind.replace(" ", "_")
     write(f"compile_num_updates_{device}", {"environment": environment(), "rows": rows})

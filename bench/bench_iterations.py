@@ -17,10 +17,9 @@ import argparse
 
 import jax
 
-from common import environment, parse_overrides, write
-
 import envs
 import purejax_fasttd3 as ft
+from common import environment, parse_overrides, write
 
 
 def timed_run(config: dict, agents: int, seed: int = 0) -> ft.Timed:
@@ -52,7 +51,8 @@ def main() -> None:
         config = ft.make_config(args.env, **{**overrides, **timing})
         runs[total] = timed_run(config, args.agents)
         print(
-            f"{total} iterations: compile {runs[total].compile_seconds:.1f} s, run {runs[total].run_seconds:.2f} s"
+            f"{total} iterations: compile {runs[total].compile_seconds:.1f} s, "
+            f"run {runs[total].run_seconds:.2f} s"
         )
 
     extra_time = runs[short_total + args.iterations].run_seconds - runs[short_total].run_seconds
@@ -82,7 +82,8 @@ def main() -> None:
         f"iterations_{args.env}_{device}_{args.agents}x{base['NUM_ENVS']}_{base['COMPUTE_DTYPE']}{args.tag}"
     )
     print(
-        f"{per_second:.2f} iterations/s ({per_second * args.agents:.2f} agent-iterations/s) on {info['device']}"
+        f"{per_second:.2f} iterations/s ({per_second * args.agents:.2f} agent-iterations/s) "
+        f"on {info['device']}"
     )
     write(name, result)
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import sys
 
-from common import environment, write
-
 import envs
 import purejax_fasttd3 as ft
+from common import environment, write
 
 
 def reference_bytes_per_transition(env: envs.Env) -> int:

@@ -7,7 +7,8 @@ with evaluations at 5.12M and 10.24M, the two published anchors (17.50 and 23.36
 includes compilation, as a user waits for it.
 
     python bench/bench_parity.py --env T1JoystickFlatTerrain --seeds 1
-    python bench/bench_parity.py --env T1JoystickFlatTerrain --seeds 1 --set STD_MIN=0.05 --set STD_MAX=0.8 --tag _paper_noise
+    python bench/bench_parity.py --env T1JoystickFlatTerrain --seeds 1 \
+        --set STD_MIN=0.05 --set STD_MAX=0.8 --tag _paper_noise
     python bench/bench_parity.py --env CheetahRun --iterations 20000 --eval-interval 5000
 
 The paper-era runs explored with std in U[0.05, 0.8] (spec §0); the second command is that
@@ -22,9 +23,8 @@ import time
 import jax
 import numpy as np
 
-from common import environment, parse_overrides, write
-
 import purejax_fasttd3 as ft
+from common import environment, parse_overrides, write
 
 # Published mean eval returns of the reference (data/playground_result.json), by env steps.
 REFERENCE_RETURNS = {

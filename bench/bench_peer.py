@@ -33,9 +33,8 @@ import time
 import jax
 import numpy as np
 
-from common import environment, write
-
 import purejax_fasttd3 as ft
+from common import environment, write
 
 DEFAULT_VENV = "~/.cache/fasttd3x/rejax-venv"
 WORKER = pathlib.Path(__file__).resolve().with_name("peer_rejax_worker.py")
@@ -240,12 +239,16 @@ def print_table(sides: dict, threshold: float, master_seeds: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=32, help="seeds per master seed (vmapped)")
-    parser.add_argument("--master-seeds", default="1,2",
-                        help="comma-separated master seeds (0 was used for tuning)")
+    parser.add_argument(
+        "--master-seeds", default="1,2", help="comma-separated master seeds (0 was used for tuning)"
+    )
     parser.add_argument("--threshold", type=float, default=-200.0)
     parser.add_argument("--rejax-venv", default=DEFAULT_VENV, help="throwaway virtualenv for rejax 0.1.3")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny run (2 seeds, short training) written to a temporary folder")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny run (2 seeds, short training) written to a temporary folder",
+    )
     args = parser.parse_args()
     master_seeds = [int(s) for s in args.master_seeds.split(",") if s.strip()]
     if not master_seeds or args.seeds < 1:

@@ -63,11 +63,10 @@ if "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ:
 
 import jax
 
-from common import environment, parse_overrides, write
-
 import envs
 import purejax_fasttd3 as ft
 from bench_iterations import timed_run
+from common import environment, parse_overrides, write
 
 # Per-task defaults of this benchmark (the settings); --set overrides them.
 TASK_DEFAULTS = {

@@ -3,51 +3,19 @@
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import json
-import os
 import pathlib
-import platform
-import sys
 
-import jax
+from provenance import run_environment
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
-
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "mujoco", "mujoco-mjx", "playground", "gymnax", "numpy")
 
 
 def environment() -> dict:
-    """The device, host and package versions a result was measured with."""
-    device = jax.devices()[0]
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "device": device.device_kind,
-        "platform": device.platform,
-        "num_devices": jax.device_count(),
-        "host_cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    """The device, host and package versions a result was measured with (provenance.run_environment),
+    and when."""
+    return {**run_environment(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -24,9 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import RESULTS, ROOT, environment, parse_overrides, write
-
 import purejax_fasttd3 as ft
+from common import RESULTS, ROOT, environment, parse_overrides, write
 
 SOLVED = -200.0
 
@@ -103,8 +102,10 @@ def main() -> None:
             f"seed {i:2d}: final {returns[i, -1]:8.1f}  saturated {agents[-1]['saturated_share']:.2f}  "
             f"critic prefers other {agents[-1]['critic_prefers_other_share']:.2f}  "
             f"mass at V_MIN {agents[-1]['floor_mass']:.3f}  mean Q {agents[-1]['mean_q']:.0f}  "
-            f"|pre-tanh| median {agents[-1]['median_abs_pre_tanh']:.1f} max {agents[-1]['max_abs_pre_tanh']:.0f}  "
-            f"stuck {agents[-1]['stuck_share']:.2f} (slope inward {agents[-1]['stuck_slope_inward_share']:.2f})"
+            f"|pre-tanh| median {agents[-1]['median_abs_pre_tanh']:.1f} "
+            f"max {agents[-1]['max_abs_pre_tanh']:.0f}  "
+            f"stuck {agents[-1]['stuck_share']:.2f} "
+            f"(slope inward {agents[-1]['stuck_slope_inward_share']:.2f})"
         )
     gamma = float(config["GAMMA"])
     worst_reward = -(np.pi**2 + 0.1 * 8.0**2 + 0.001 * 2.0**2)

@@ -175,8 +175,12 @@ def main() -> None:
     parser.add_argument("--master-seeds", default="1,2", help="comma-separated master seeds")
     parser.add_argument("--seeds", type=int, default=32, help="seeds per master seed (vmapped)")
     parser.add_argument("--algos", default="td3,sac")
-    parser.add_argument("--total-timesteps", type=int, default=None,
-                        help="override the config's total_timesteps (for smoke runs)")
+    parser.add_argument(
+        "--total-timesteps",
+        type=int,
+        default=None,
+        help="override the config's total_timesteps (for smoke runs)",
+    )
     parser.add_argument("--out", default=None, help="JSON path (default: stdout)")
     args = parser.parse_args()
     master_seeds = [int(s) for s in args.master_seeds.split(",") if s.strip()]

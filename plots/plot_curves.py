@@ -9,18 +9,13 @@ and a dashed line at the task's solved threshold when it has one.
 
 from __future__ import annotations
 
-import sys
+from functools import partial
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:  # run as a file: make the `plots` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-from functools import partial  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from plots.figures import draw_per_combo, results_dir_main, category_colors, message_figure, plt  # noqa: E402
-from plots.results import (  # noqa: E402
+from plots.figures import category_colors, draw_per_combo, message_figure, plt, results_dir_main
+from plots.results import (
     bootstrap_ci,
     combo_title,
     describe,

@@ -13,17 +13,13 @@ and ranked (solved fraction, then IQM) otherwise. Without a threshold only the m
 
 from __future__ import annotations
 
-import sys
 from functools import partial
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:  # run as a file: make the `plots` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from plots.figures import draw_per_combo, results_dir_main, message_figure, plt  # noqa: E402
-from plots.results import (  # noqa: E402
+from plots.figures import draw_per_combo, message_figure, plt, results_dir_main
+from plots.results import (
     bootstrap_ci,
     combo_title,
     describe,

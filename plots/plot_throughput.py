@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:  # run as a file: make the `plots` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from plots.figures import category_colors, message_figure, plt, save_figure  # noqa: E402
+from plots.figures import category_colors, message_figure, plt, save_figure
 
 REPO = Path(__file__).resolve().parents[1]
 TITLE = "FastTD3X throughput: agent-iterations per second"

@@ -14,7 +14,8 @@ per static combination, each with `config.json` and one .npz file per finished c
      "meta": [{...}, ...]}            # the parsed "meta" JSON of each chunk, in file order
 
 Every *.npz in a combo folder is a chunk, whatever its name (the format names them
-chunk_XXXX.npz, sweep.py agents_AAAAAA-BBBBBB.npz); half-written "*.npz.tmp" files are not.
+chunk_XXXX.npz, sweep.py agents_AAAAAA-BBBBBB.npz); half-written "*.npz.tmp" files and the
+mid-run state of `--checkpoint-every` (checkpoint_*.npz) are not.
 "arrays" is {} for a combination without finished chunks. Statistics follow rliable
 (Agarwal et al. 2021): the interquartile mean and percentile-bootstrap confidence intervals
 that resample seeds with replacement. A seed is "solved" when its final eval return reaches the
@@ -25,8 +26,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy import stats
@@ -65,7 +66,8 @@ def load_combo(combo_dir: Path, index: int, settings: dict, grid: dict) -> dict:
     """One combination: its config and all finished chunks concatenated in agent order."""
     config_path = combo_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    chunks = [read_chunk(path) for path in sorted(combo_dir.glob("agents_*.npz"))]
+    paths = [p for p in sorted(combo_dir.glob("*.npz")) if not p.name.startswith("checkpoint_")]
+    chunks = [read_chunk(path) for path in paths]
     tagged = [
         {**arrays, "chunk_index": np.full(len(arrays["agent"]), k)} for k, (arrays, _) in enumerate(chunks)
     ]

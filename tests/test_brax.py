@@ -13,6 +13,7 @@ from flax import struct
 
 import envs
 import purejax_fasttd3 as ft
+from shared_configs import SMALL_AGENT
 
 # inverted_pendulum: reward 1 every step, terminates once the pole leans past 0.2 rad.
 TASK = "inverted_pendulum"
@@ -189,7 +190,9 @@ def test_foreign_wrapper_state_inside_first_state_auto_reset():
     first_obs, (obs, _, done, info) = _gym_rollout(env, 2 * GYM_EPISODE, jnp.array([0.5]))
     assert done[GYM_EPISODE - 1] and done[2 * GYM_EPISODE - 1]
     np.testing.assert_allclose(obs[GYM_EPISODE - 1], first_obs)
-    np.testing.assert_allclose(info["final_obs"][2 * GYM_EPISODE - 1], info["final_obs"][GYM_EPISODE - 1], rtol=1e-5)
+    np.testing.assert_allclose(
+        info["final_obs"][2 * GYM_EPISODE - 1], info["final_obs"][GYM_EPISODE - 1], rtol=1e-5
+    )
     assert config["RESET_MODE"] == "fresh"  # first_state here is the wrapper's own argument
 
 
@@ -240,14 +243,11 @@ def test_brax_defaults_are_config_keys():
 def test_short_training_run_on_brax():
     config = ft.make_config(
         TASK,
-        NUM_ENVS=4,
+        **SMALL_AGENT,
         NUM_EVAL_ENVS=4,
         TOTAL_TIMESTEPS=40,
         EVAL_INTERVAL=20,
-        BATCH_SIZE=32,
         BUFFER_SIZE=64,
-        CRITIC_HIDDEN_DIM=32,
-        ACTOR_HIDDEN_DIM=16,
         EPISODE_LENGTH=50,
         LEARNING_STARTS=5,
     )

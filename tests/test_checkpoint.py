@@ -18,18 +18,10 @@ import pytest
 import policy as pol
 import purejax_fasttd3 as ft
 import sweep
+from shared_configs import RESUMABLE, set_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SMALL = dict(
-    NUM_ENVS=4,
-    NUM_EVAL_ENVS=4,
-    TOTAL_TIMESTEPS=200,
-    EVAL_INTERVAL=50,
-    BATCH_SIZE=32,
-    BUFFER_SIZE=200,
-    CRITIC_HIDDEN_DIM=32,
-    ACTOR_HIDDEN_DIM=16,
-)
+SMALL = dict(RESUMABLE)
 
 
 def _assert_trees_equal(a, b):
@@ -42,7 +34,9 @@ REPORTED: list[int] = []  # evaluations reported to the progress callback, in or
 
 @pytest.fixture(scope="module")
 def loop():
-    return ft.make_train_loop(ft.make_config("Pendulum-v1", **SMALL), progress=lambda i: REPORTED.append(int(i)))
+    return ft.make_train_loop(
+        ft.make_config("Pendulum-v1", **SMALL), progress=lambda i: REPORTED.append(int(i))
+    )
 
 
 def test_single_run_continues_bit_for_bit(loop):
@@ -66,11 +60,15 @@ def test_vmapped_grid_continues_bit_for_bit(loop, tmp_path):
     """Seeds x an hparam grid: 2 + 2 evals from a saved state equal 4 in one call. The eval counter
     stays one shared scalar (RUNNER_AXES), so warm-up and actor cadence remain real branches."""
     rngs = jax.random.split(jax.random.PRNGKey(0), 3)
-    hparams = {k: jnp.full(3, v) for k, v in ft.default_hparams(ft.make_config("Pendulum-v1", **SMALL)).items()}
+    hparams = {
+        k: jnp.full(3, v) for k, v in ft.default_hparams(ft.make_config("Pendulum-v1", **SMALL)).items()
+    }
     hparams["STD_MAX"] = jnp.array([0.4, 0.6, 0.8])
     axes = ft.RUNNER_AXES
     init = jax.jit(jax.vmap(loop.init, out_axes=axes))
-    run = lambda n: jax.jit(jax.vmap(functools.partial(loop.run, num_evals=n), in_axes=(axes,), out_axes=(axes, 0)))  # noqa: E731
+    run = lambda n: jax.jit(
+        jax.vmap(functools.partial(loop.run, num_evals=n), in_axes=(axes,), out_axes=(axes, 0))
+    )
     start = init(rngs, hparams)
     assert start.evals_done.shape == ()
     whole_state, whole = run(4)(start)
@@ -86,7 +84,9 @@ def test_vmapped_grid_continues_bit_for_bit(loop, tmp_path):
     combo = tmp_path / "combo_000"
     combo.mkdir()
     (combo / "config.json").write_text(json.dumps(config))
-    sweep.save_checkpoint(combo / "checkpoint_000000-000003.npz", mid_run, {}, {"evals_done": 2, "run_seconds": 0.0})
+    sweep.save_checkpoint(
+        combo / "checkpoint_000000-000003.npz", mid_run, {}, {"evals_done": 2, "run_seconds": 0.0}
+    )
     trained, policy, evals = pol.load_checkpoint_policy(combo / "checkpoint_000000-000003.npz", agent=2)
     assert evals == 2 and trained["STD_MAX"] == pytest.approx(0.8)
     _assert_trees_equal(policy.actor_params, jax.tree.map(lambda x: x[2], mid_run.train_state.actor_params))
@@ -98,9 +98,7 @@ def test_vmapped_grid_continues_bit_for_bit(loop, tmp_path):
 # ---------------------------------------------------------------------------------------- sweeps
 SWEEP = [
     "--env", "Pendulum-v1", "--seeds", "2", "--chunk", "2", "--no-plots", "--quiet",
-    "--set", "TOTAL_TIMESTEPS=3000", "--set", "EVAL_INTERVAL=100", "--set", "NUM_ENVS=4",
-    "--set", "NUM_EVAL_ENVS=4", "--set", "BATCH_SIZE=32", "--set", "BUFFER_SIZE=400",
-    "--set", "CRITIC_HIDDEN_DIM=32", "--set", "ACTOR_HIDDEN_DIM=16",
+    *set_flags(dict(RESUMABLE, TOTAL_TIMESTEPS=3000, EVAL_INTERVAL=100, BUFFER_SIZE=400)),
 ]  # fmt: skip
 
 
@@ -108,7 +106,9 @@ def _sweep_process(out):
     """The sweep as its own process, on one host device: two calls of one agent each."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, "sweep.py", *SWEEP, "--chunk", "1", "--out", str(out), "--checkpoint-every", "3"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _wait_for(predicate, process, timeout=600.0):
@@ -159,7 +159,10 @@ def test_sigint_then_sigkill_then_resume_equals_uninterrupted(tmp_path):
 
     # SIGKILL mid-run, after the resumed run has saved a later checkpoint.
     second = _sweep_process(interrupted)
-    _wait_for(lambda: list(interrupted.glob("combo_000/agents_*.npz")) and _checkpoint_evals(interrupted) >= 3, second)
+    _wait_for(
+        lambda: list(interrupted.glob("combo_000/agents_*.npz")) and _checkpoint_evals(interrupted) >= 3,
+        second,
+    )
     second.kill()
     second.communicate(timeout=60)
     assert list(interrupted.glob("combo_000/checkpoint_*.npz")), "the kill should land mid-call"

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 import configs
+import envs
 import purejax_fasttd3 as ft
 
 
@@ -37,7 +37,7 @@ def _softmax_rows(rng, rows, atoms):
 
 
 def _project(p, r, boot, disc, v_min, v_max):
-    f = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    f = lambda a: jnp.asarray(a, jnp.float32)
     return np.asarray(ft.categorical_projection(f(p), f(r), f(boot), f(disc), v_min, v_max))
 
 
@@ -452,6 +452,6 @@ def test_purejaxrl_only_keys_are_refused_naming_ours(key, ours):
     with pytest.raises(ValueError, match=ours) as error:
         ft.make_config("Pendulum-v1", **{key: 1e-3})
     assert f"{key} is not a FastTD3X setting" in str(error.value)
-    assert set(configs.PUREJAXRL_ONLY).isdisjoint(ft.STATIC_DEFAULTS) and set(configs.PUREJAXRL_ONLY).isdisjoint(
-        ft.HPARAM_DEFAULTS
-    )
+    assert set(configs.PUREJAXRL_ONLY).isdisjoint(ft.STATIC_DEFAULTS) and set(
+        configs.PUREJAXRL_ONLY
+    ).isdisjoint(ft.HPARAM_DEFAULTS)

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 import sweep
+from shared_configs import RESUMABLE, set_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # 2 grid points x 4 seeds in calls of 4 agents: two calls, each split 2 + 2 over the two devices.
 FLAGS = [
     "--env", "Pendulum-v1", "--seeds", "4", "--grid", "STD_MAX=0.4,0.8", "--chunk", "4",
-    "--set", "TOTAL_TIMESTEPS=200", "--set", "EVAL_INTERVAL=100", "--set", "NUM_ENVS=4",
-    "--set", "NUM_EVAL_ENVS=4", "--set", "BATCH_SIZE=32", "--set", "BUFFER_SIZE=200",
-    "--set", "CRITIC_HIDDEN_DIM=32", "--set", "ACTOR_HIDDEN_DIM=16",
+    *set_flags(dict(RESUMABLE, EVAL_INTERVAL=100)),
     "--out", "res", "--no-plots", "--quiet",
 ]  # fmt: skip
 WRITTEN = {

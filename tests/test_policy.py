@@ -15,18 +15,8 @@ from PIL import Image, ImageSequence
 
 import policy as pol
 import purejax_fasttd3 as ft
+from shared_configs import PENDULUM_SMALL as SMALL
 
-SMALL = dict(
-    NUM_ENVS=4,
-    NUM_EVAL_ENVS=3,
-    TOTAL_TIMESTEPS=40,
-    EVAL_INTERVAL=40,
-    BUFFER_SIZE=50,
-    BATCH_SIZE=32,
-    CRITIC_HIDDEN_DIM=32,
-    ACTOR_HIDDEN_DIM=16,
-    NUM_ATOMS=11,
-)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -10,20 +10,16 @@ import pytest
 
 import envs
 import purejax_fasttd3 as ft
+from shared_configs import TINY_AGENT
 
 BASE = dict(
-    NUM_ENVS=4,
+    TINY_AGENT,
     NUM_EVAL_ENVS=3,
-    TOTAL_TIMESTEPS=40,
-    EVAL_INTERVAL=20,
     LEARNING_STARTS=10,
     BUFFER_SIZE=30,
     BATCH_SIZE=16,
     NUM_UPDATES=2,
     NUM_STEPS=3,
-    CRITIC_HIDDEN_DIM=16,
-    ACTOR_HIDDEN_DIM=8,
-    NUM_ATOMS=11,
     EPISODE_LENGTH=15,
 )
 

@@ -14,19 +14,10 @@ from scipy import stats
 
 import purejax_fasttd3 as ft
 import sweep
+from shared_configs import TINY_AGENT, set_items
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = [
-    "NUM_ENVS=4",
-    "NUM_EVAL_ENVS=2",
-    "TOTAL_TIMESTEPS=40",
-    "EVAL_INTERVAL=20",
-    "BUFFER_SIZE=40",
-    "CRITIC_HIDDEN_DIM=16",
-    "ACTOR_HIDDEN_DIM=8",
-    "NUM_ATOMS=11",
-    "EPISODE_LENGTH=25",
-]
+TINY = set_items(dict(TINY_AGENT, NUM_EVAL_ENVS=2, BUFFER_SIZE=40, EPISODE_LENGTH=25))
 
 
 # ---------------------------------------------------------------------------------- parsing
@@ -93,7 +84,7 @@ def test_memory_estimate_counts_the_replay_buffer():
 def _flags(out, batch_sizes: str, chunk: int) -> list[str]:
     """The flags of the test sweep: 2 seeds x 2 learning rates, one of which diverges."""
     return [
-        "--env", "Pendulum-v1", "--seeds", "2", "--grid", "CRITIC_LEARNING_RATE=1e-3,1e9",
+        "--env", "Pendulum-v1", "--seeds", "2", "--grid", "CRITIC_LEARNING_RATE=1e-3,1e30",
         "--set", f"BATCH_SIZE={batch_sizes}", *sum([["--set", s] for s in TINY], []),
         "--chunk", str(chunk), "--out", str(out), "--quiet", "--no-plots",
     ]  # fmt: skip
@@ -118,7 +109,9 @@ def _load(combo_dir):
 
 def test_results_format(swept):
     spec = json.loads((swept / "sweep.json").read_text())
-    assert spec["grid"] == {"CRITIC_LEARNING_RATE": [1e-3, 1e9]} and spec["static"] == {"BATCH_SIZE": [8, 16]}
+    assert spec["grid"] == {"CRITIC_LEARNING_RATE": [1e-3, 1e30]} and spec["static"] == {
+        "BATCH_SIZE": [8, 16]
+    }
     assert spec["combos"] == [{"BATCH_SIZE": 8}, {"BATCH_SIZE": 16}]
     for c, batch in enumerate((8, 16)):
         combo = swept / f"combo_{c:03d}"
@@ -128,7 +121,7 @@ def test_results_format(swept):
         np.testing.assert_array_equal(arrays["agent"], np.arange(4))
         np.testing.assert_array_equal(arrays["grid_index"], [0, 0, 1, 1])
         np.testing.assert_array_equal(arrays["seed_index"], [0, 1, 0, 1])
-        np.testing.assert_allclose(arrays["hparam_CRITIC_LEARNING_RATE"], [1e-3, 1e-3, 1e9, 1e9])
+        np.testing.assert_allclose(arrays["hparam_CRITIC_LEARNING_RATE"], [1e-3, 1e-3, 1e30, 1e30])
         assert arrays["metric_eval_return"].shape == (4, 2)
         np.testing.assert_array_equal(arrays["metric_env_steps"][0], [80, 160])
         meta = json.loads(str(data[0]["meta"]))
@@ -153,11 +146,11 @@ def test_nonfinite_agents_are_flagged_and_the_sweep_goes_on(swept):
     _, arrays, data = _load(swept / "combo_000")
     flagged = sum((json.loads(str(d["meta"]))["nonfinite_agents"] for d in data), [])
     blew_up = [a for a in range(4) if not np.isfinite(arrays["metric_critic_loss"][a]).all()]
-    assert blew_up and flagged == blew_up  # the 1e9 learning rate diverges
+    assert blew_up and flagged == blew_up  # 1e30 overflows at once (1e9 sat on the edge)
     assert set(blew_up) <= {2, 3}
     rows = sweep.summarize(swept)
     by_lr = {(r["combo"], r["CRITIC_LEARNING_RATE"]): r for r in rows}
-    assert by_lr[(0, 1e9)]["nonfinite"] == len(blew_up) and by_lr[(0, 1e-3)]["nonfinite"] == 0
+    assert by_lr[(0, 1e30)]["nonfinite"] == len(blew_up) and by_lr[(0, 1e-3)]["nonfinite"] == 0
     assert (swept / "summary.csv").exists()
 
 
@@ -365,7 +358,9 @@ def test_default_job_and_cpu_devices(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     sweep.use_every_cpu_core()
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=6"
+    assert (
+        os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=6"
+    )
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
     sweep.use_every_cpu_core()
     assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=3"

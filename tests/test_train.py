@@ -11,22 +11,16 @@ import pytest
 
 import envs
 import purejax_fasttd3 as ft
+from shared_configs import PENDULUM_SMALL
 
 # Small enough to compile in seconds; exercises warm-up, n-step windows, buffer wrap-around
 # (BUFFER_SIZE < iterations) and several eval chunks.
 SMALL = dict(
-    NUM_ENVS=4,
-    NUM_EVAL_ENVS=3,
+    PENDULUM_SMALL,
     TOTAL_TIMESTEPS=120,
-    EVAL_INTERVAL=40,
     LEARNING_STARTS=10,
-    BUFFER_SIZE=50,
-    BATCH_SIZE=32,
     NUM_UPDATES=2,
     NUM_STEPS=3,
-    CRITIC_HIDDEN_DIM=32,
-    ACTOR_HIDDEN_DIM=16,
-    NUM_ATOMS=11,
     EPISODE_LENGTH=30,
 )
 
@@ -134,14 +128,18 @@ def test_cosine_schedule_reaches_end_value(config):
 # final returns.
 def _assert_first_chunk_equal(vmapped_metrics, single_metrics, err):
     for key, value in single_metrics.items():
-        np.testing.assert_allclose(vmapped_metrics[key][0], value[0], rtol=1e-5, atol=1e-5, err_msg=f"{err} {key}")
+        np.testing.assert_allclose(
+            vmapped_metrics[key][0], value[0], rtol=1e-5, atol=1e-5, err_msg=f"{err} {key}"
+        )
 
 
 def test_vmap_over_seeds_matches_single_runs(single_runs, config):
     rngs, runs, _ = single_runs
     vmapped = _np(jax.jit(jax.vmap(ft.make_train(config)))(rngs))
     for i, run in enumerate(runs):
-        _assert_first_chunk_equal(jax.tree.map(lambda x: x[i], vmapped["metrics"]), run["metrics"], f"seed {i}")
+        _assert_first_chunk_equal(
+            jax.tree.map(lambda x: x[i], vmapped["metrics"]), run["metrics"], f"seed {i}"
+        )
 
 
 def test_vmap_over_hparams_matches_single_runs(train, config):
@@ -151,7 +149,9 @@ def test_vmap_over_hparams_matches_single_runs(train, config):
     for i in range(2):
         hp = {**ft.default_hparams(config), "TAU": grid["TAU"][i], "STD_MAX": grid["STD_MAX"][i]}
         single = _np(train(rng, hp))
-        _assert_first_chunk_equal(jax.tree.map(lambda x: x[i], vmapped["metrics"]), single["metrics"], f"point {i}")
+        _assert_first_chunk_equal(
+            jax.tree.map(lambda x: x[i], vmapped["metrics"]), single["metrics"], f"point {i}"
+        )
     assert not np.allclose(vmapped["metrics"]["critic_loss"][0], vmapped["metrics"]["critic_loss"][1])
 
 
