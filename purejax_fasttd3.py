@@ -749,23 +749,6 @@ class ProgressPrinter:
 # ==================================================================================================
 # MAIN: several Pendulum-v1 seeds at once on CPU
 # ==================================================================================================
-class Timed(NamedTuple):
-    out: Any
-    compiled: Any  # the executable (its memory_analysis() accounts for device memory)
-    compile_seconds: float
-    run_seconds: float
-
-
-def compile_and_run(jitted, *args) -> Timed:
-    """Compiles and runs a jitted function, timing the two apart."""
-    start = time.perf_counter()
-    compiled = jitted.lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
-    return Timed(out, compiled, compile_s, time.perf_counter() - start)
-
-
 def main() -> None:
     import argparse
 
@@ -780,7 +763,11 @@ def main() -> None:
     rngs = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
     print(f"{args.env}: {args.seeds} agents x {config['NUM_ENVS']} envs on {jax.devices()[0]}")
 
-    out, _, compile_s, run_s = compile_and_run(train, rngs)
+    start = time.perf_counter()
+    compiled = train.lower(rngs).compile()
+    compile_s, start = time.perf_counter() - start, time.perf_counter()
+    out = jax.block_until_ready(compiled(rngs))
+    run_s = time.perf_counter() - start
     metrics = jax.tree.map(np.asarray, out["metrics"])
     print("\nenv steps/agent  eval return per seed")
     for i, steps in enumerate(env_steps_at_evals(config)):

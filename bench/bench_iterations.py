@@ -19,14 +19,14 @@ import jax
 
 import envs
 import purejax_fasttd3 as ft
-from common import environment, parse_overrides, write
+from common import Timed, compile_and_run, environment, parse_overrides, write
 
 
-def timed_run(config: dict, agents: int, seed: int = 0) -> ft.Timed:
+def timed_run(config: dict, agents: int, seed: int = 0) -> Timed:
     """Compile and run times (and the executable) of `agents` vmapped agents; output dropped."""
     train = jax.jit(jax.vmap(ft.make_train(config)))
     rngs = jax.random.split(jax.random.PRNGKey(seed), agents)
-    return ft.compile_and_run(train, rngs)._replace(out=None)
+    return compile_and_run(train, rngs)._replace(out=None)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 import purejax_fasttd3 as ft
-from common import environment, parse_overrides, write
+from common import compile_and_run, environment, parse_overrides, write
 
 # Published mean eval returns of the reference (data/playground_result.json), by env steps.
 REFERENCE_RETURNS = {
@@ -55,7 +55,7 @@ def main() -> None:
     train = jax.jit(jax.vmap(ft.make_train(config)))
     rngs = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
     start = time.perf_counter()
-    out, _, compile_s, run_s = ft.compile_and_run(train, rngs)
+    out, _, compile_s, run_s = compile_and_run(train, rngs)
     wall_s = time.perf_counter() - start
 
     metrics = jax.tree.map(lambda x: np.asarray(x).tolist(), out["metrics"])

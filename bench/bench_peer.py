@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 import purejax_fasttd3 as ft
-from common import environment, write
+from common import compile_and_run, environment, write
 
 DEFAULT_VENV = "~/.cache/fasttd3x/rejax-venv"
 WORKER = pathlib.Path(__file__).resolve().with_name("peer_rejax_worker.py")
@@ -134,7 +134,7 @@ def run_ours(master_seeds: list[int], seeds: int, overrides: dict) -> dict:
     for m in master_seeds:
         rngs = jax.random.split(jax.random.PRNGKey(m), seeds)
         if compiled is None:
-            out, compiled, compile_s, run_s = ft.compile_and_run(train, rngs)
+            out, compiled, compile_s, run_s = compile_and_run(train, rngs)
             print(f"ours: compiled in {compile_s:.1f} s")
         else:  # the same executable on the next master seed's keys, timed the same way
             start = time.perf_counter()

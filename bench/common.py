@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime
 import json
 import pathlib
+import time
+from typing import Any, NamedTuple
+
+import jax
 
 from provenance import run_environment
 
@@ -50,3 +54,22 @@ def write(name: str, result: dict, out_dir: pathlib.Path = RESULTS) -> pathlib.P
     tmp.replace(path)
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
+
+
+class Timed(NamedTuple):
+    """A compiled and timed call: compile and run seconds apart."""
+
+    out: Any
+    compiled: Any  # the executable (its memory_analysis() accounts for device memory)
+    compile_seconds: float
+    run_seconds: float
+
+
+def compile_and_run(jitted, *args) -> Timed:
+    """Compiles and runs a jitted function, timing the two apart."""
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    return Timed(out, compiled, compile_s, time.perf_counter() - start)
