@@ -101,8 +101,13 @@ BRAX = {
     "PRE_TANH_PENALTY": 0.0,
 }
 SWEPT = {"GAMMA": 0.95, "TAU": 0.05, "STD_MAX": 0.5, "CRITIC_LR": 3e-4, "PRE_TANH_PENALTY": 0.1}
-METRICS = {"eval_return": "eval_return", "train_return": "train_return", "critic_loss": "critic_loss",
-           "actor_loss": "actor_loss", "q_mean": "q_mean"}
+METRICS = {
+    "eval_return": "eval_return",
+    "train_return": "train_return",
+    "critic_loss": "critic_loss",
+    "actor_loss": "actor_loss",
+    "q_mean": "q_mean",
+}
 
 
 def load_upstream():
@@ -175,8 +180,9 @@ def check_same(config, runs):
             # The first eval chunk (warm-up and dozens of updates) must agree to float rounding.
             # Later chunks are bit-identical today, but rounding differences (say, from a
             # refactor of our update loop) may grow over training, so they are not compared.
-            np.testing.assert_allclose(up[up_key][0], ours[ours_key_][0], rtol=1e-5, atol=1e-5,
-                                       err_msg=f"{name} {up_key}")
+            np.testing.assert_allclose(
+                up[up_key][0], ours[ours_key_][0], rtol=1e-5, atol=1e-5, err_msg=f"{name} {up_key}"
+            )
     default, swept = runs["default"][1], runs["swept"][1]
     assert not np.allclose(default["critic_loss"], swept["critic_loss"])  # the sweep took effect
 

@@ -43,15 +43,29 @@ import numpy as np
 import optax
 from flax import struct
 
-HPARAMS = ("CRITIC_LR", "ACTOR_LR", "CRITIC_LR_END", "ACTOR_LR_END", "GAMMA", "TAU",
-           "POLICY_NOISE", "NOISE_CLIP", "STD_MIN", "STD_MAX", "V_MIN", "V_MAX",
-           "WEIGHT_DECAY", "INIT_SCALE", "PRE_TANH_PENALTY")
+HPARAMS = (
+    "CRITIC_LR",
+    "ACTOR_LR",
+    "CRITIC_LR_END",
+    "ACTOR_LR_END",
+    "GAMMA",
+    "TAU",
+    "POLICY_NOISE",
+    "NOISE_CLIP",
+    "STD_MIN",
+    "STD_MAX",
+    "V_MIN",
+    "V_MAX",
+    "WEIGHT_DECAY",
+    "INIT_SCALE",
+    "PRE_TANH_PENALTY",
+)
 
 
 # ================================================================================================
 # ENVIRONMENT WRAPPERS (gymnax API: step(key, state, action, params) -> obs, state, r, done, info)
 # ================================================================================================
-class GymnaxWrapper(object):
+class GymnaxWrapper:
     """Forwards unknown attributes to the wrapped env."""
 
     def __init__(self, env):
@@ -82,7 +96,13 @@ class GymnaxContinuous(GymnaxWrapper):
     def step(self, key, state, action, params=None):
         action = jnp.reshape(action, self.action_shape)
         obs, state, reward, done, _ = self._env.step_env(key, state, action, self.env_params)
-        return jnp.ravel(obs).astype(jnp.float32), state, jnp.asarray(reward, jnp.float32), jnp.asarray(done, bool), {}
+        return (
+            jnp.ravel(obs).astype(jnp.float32),
+            state,
+            jnp.asarray(reward, jnp.float32),
+            jnp.asarray(done, bool),
+            {},
+        )
 
 
 class RawBraxWrapper:
@@ -166,7 +186,9 @@ class TimeLimitAutoReset(GymnaxWrapper):
         info = {**info, "truncated": timed_out & ~terminated, "final_obs": obs}
         done = terminated | timed_out
         reset = self.reset(key_reset, params)
-        obs, state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset, (obs, TimeLimitState(env_state, steps)))
+        obs, state = jax.tree.map(
+            lambda r, s: jnp.where(done, r, s), reset, (obs, TimeLimitState(env_state, steps))
+        )
         return obs, state, reward, done, info
 
 
@@ -191,7 +213,9 @@ def torch_bias_init(fan_in):
 
 def mlp(x, hidden_dim, dtype):
     for width in (hidden_dim, hidden_dim // 2, hidden_dim // 4):
-        dense = nn.Dense(width, dtype=dtype, kernel_init=torch_kernel_init, bias_init=torch_bias_init(x.shape[-1]))
+        dense = nn.Dense(
+            width, dtype=dtype, kernel_init=torch_kernel_init, bias_init=torch_bias_init(x.shape[-1])
+        )
         x = nn.relu(dense(x))
     return x
 
@@ -209,7 +233,9 @@ class Actor(nn.Module):
     @nn.compact
     def __call__(self, obs, with_pre_tanh=False):
         x = mlp(obs, self.hidden_dim, self.dtype)
-        head = nn.Dense(self.action_dim, dtype=self.dtype, kernel_init=nn.initializers.normal(1.0), name="head")
+        head = nn.Dense(
+            self.action_dim, dtype=self.dtype, kernel_init=nn.initializers.normal(1.0), name="head"
+        )
         pre_tanh = head(x).astype(jnp.float32)
         return (jnp.tanh(pre_tanh), pre_tanh) if with_pre_tanh else jnp.tanh(pre_tanh)
 
@@ -224,8 +250,12 @@ class Critic(nn.Module):
     @nn.compact
     def __call__(self, obs, action):
         x = mlp(jnp.concatenate([obs, action], -1), self.hidden_dim, self.dtype)
-        logits = nn.Dense(self.num_atoms, dtype=self.dtype, kernel_init=torch_kernel_init,
-                          bias_init=torch_bias_init(self.hidden_dim // 4))(x)
+        logits = nn.Dense(
+            self.num_atoms,
+            dtype=self.dtype,
+            kernel_init=torch_kernel_init,
+            bias_init=torch_bias_init(self.hidden_dim // 4),
+        )(x)
         return logits.astype(jnp.float32)
 
 
@@ -290,10 +320,17 @@ def buffer_add(buf, t):
     slot, envs = buf.ptr % buf.obs.shape[0], jnp.arange(buf.obs.shape[1])
     row = buf.num_truncations % buf.final_obs.shape[0]
     final = jnp.where(t.truncated[:, None], t.final_obs, buf.final_obs[row, envs])
-    return Buffer(buf.obs.at[slot].set(t.obs), buf.action.at[slot].set(t.action),
-                  buf.reward.at[slot].set(t.reward), buf.done.at[slot].set(t.done),
-                  buf.truncated.at[slot].set(t.truncated), buf.final_index.at[slot].set(row),
-                  buf.final_obs.at[row, envs].set(final), buf.num_truncations + t.truncated, buf.ptr + 1)
+    return Buffer(
+        buf.obs.at[slot].set(t.obs),
+        buf.action.at[slot].set(t.action),
+        buf.reward.at[slot].set(t.reward),
+        buf.done.at[slot].set(t.done),
+        buf.truncated.at[slot].set(t.truncated),
+        buf.final_index.at[slot].set(row),
+        buf.final_obs.at[row, envs].set(final),
+        buf.num_truncations + t.truncated,
+        buf.ptr + 1,
+    )
 
 
 def nstep_return(rewards, dones, gamma):
@@ -310,19 +347,28 @@ def buffer_sample(buf, key, per_env, n_step, gamma, disable_bootstrap):
     """`per_env` windows from every env, uniform over starts whose next observation is stored."""
     slots, num_envs = buf.obs.shape[:2]
     size = jnp.minimum(buf.ptr, slots)
-    start = ((buf.ptr - size) % slots + jax.random.randint(key, (num_envs, per_env), 0, size - n_step)) % slots
+    start = (
+        (buf.ptr - size) % slots + jax.random.randint(key, (num_envs, per_env), 0, size - n_step)
+    ) % slots
     envs = jnp.arange(num_envs)[:, None]
     window = (start[..., None] + jnp.arange(n_step)) % slots
-    reward, discount, last = nstep_return(buf.reward[window, envs[..., None]],
-                                          buf.done[window, envs[..., None]].astype(jnp.float32), gamma)
+    reward, discount, last = nstep_return(
+        buf.reward[window, envs[..., None]], buf.done[window, envs[..., None]].astype(jnp.float32), gamma
+    )
     end = (start + last) % slots
     done, truncated = buf.done[end, envs], buf.truncated[end, envs]
     final = buf.final_obs[buf.final_index[end, envs], envs]
     next_obs = jnp.where(truncated[..., None], final, buf.obs[(end + 1) % slots, envs])
     bootstrap = ~done if disable_bootstrap else truncated | ~done
     flat = lambda x: x.reshape(num_envs * per_env, *x.shape[2:])
-    return Batch(flat(buf.obs[start, envs]), flat(buf.action[start, envs]), flat(reward), flat(next_obs),
-                 flat(discount), flat(bootstrap.astype(jnp.float32)))
+    return Batch(
+        flat(buf.obs[start, envs]),
+        flat(buf.action[start, envs]),
+        flat(reward),
+        flat(next_obs),
+        flat(discount),
+        flat(bootstrap.astype(jnp.float32)),
+    )
 
 
 # ================================================================================================
@@ -373,8 +419,9 @@ def make_train(config):
     slots = config["BUFFER_SIZE"] // num_envs
     per_env = config["BATCH_SIZE"] // num_envs
     n_step, updates = config["N_STEP"], config["UPDATES_PER_STEP"]
-    assert config["TOTAL_TIMESTEPS"] < 2**31 and num_evals * eval_every == config["NUM_UPDATES"] > 0, \
+    assert config["TOTAL_TIMESTEPS"] < 2**31 and num_evals * eval_every == config["NUM_UPDATES"] > 0, (
         "TOTAL_TIMESTEPS must be a multiple of EVAL_INTERVAL, itself a multiple of NUM_ENVS"
+    )
     assert config["BATCH_SIZE"] % num_envs == 0 and slots > n_step and n_step - 1 <= learning_starts
 
     env, eval_env = make_env(config)
@@ -389,8 +436,9 @@ def make_train(config):
         hp = {k: jnp.float32(config[k]) for k in HPARAMS}
         hp.update({k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()})
         support = jnp.linspace(hp["V_MIN"], hp["V_MAX"], config["NUM_ATOMS"])
-        tx = optax.inject_hyperparams(optax.adamw)(learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8,
-                                                   weight_decay=hp["WEIGHT_DECAY"])
+        tx = optax.inject_hyperparams(optax.adamw)(
+            learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=hp["WEIGHT_DECAY"]
+        )
 
         def observe(norm, x):  # update the statistics, then normalize
             if not config["NORMALIZE_OBS"]:
@@ -414,27 +462,47 @@ def make_train(config):
         head = actor_params["params"]["head"]
         actor_params["params"]["head"] = {**head, "kernel": head["kernel"] * hp["INIT_SCALE"]}
         critic_params = jax.vmap(critic.init, in_axes=(0, None, None))(
-            jax.random.split(k_critic, 2), jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)))
-        train_state = TrainState(actor_params, critic_params, critic_params, tx.init(actor_params),
-                                 tx.init(critic_params), Normalizer(jnp.zeros(obs_dim), jnp.ones(obs_dim), jnp.float32(0)))
+            jax.random.split(k_critic, 2), jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
+        )
+        train_state = TrainState(
+            actor_params,
+            critic_params,
+            critic_params,
+            tx.init(actor_params),
+            tx.init(critic_params),
+            Normalizer(jnp.zeros(obs_dim), jnp.ones(obs_dim), jnp.float32(0)),
+        )
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_env, num_envs))
         eval_obs, eval_states = jax.vmap(eval_env.reset)(jax.random.split(k_eval, config["NUM_EVAL_ENVS"]))
         final_rows = math.ceil(slots / episode_steps) + 1
-        buffer = Buffer(jnp.zeros((slots, num_envs, obs_dim)), jnp.zeros((slots, num_envs, act_dim)),
-                        jnp.zeros((slots, num_envs)), jnp.zeros((slots, num_envs), bool),
-                        jnp.zeros((slots, num_envs), bool), jnp.zeros((slots, num_envs), jnp.int32),
-                        jnp.zeros((final_rows, num_envs, obs_dim)), jnp.zeros(num_envs, jnp.int32), jnp.int32(0))
+        buffer = Buffer(
+            jnp.zeros((slots, num_envs, obs_dim)),
+            jnp.zeros((slots, num_envs, act_dim)),
+            jnp.zeros((slots, num_envs)),
+            jnp.zeros((slots, num_envs), bool),
+            jnp.zeros((slots, num_envs), bool),
+            jnp.zeros((slots, num_envs), jnp.int32),
+            jnp.zeros((final_rows, num_envs, obs_dim)),
+            jnp.zeros(num_envs, jnp.int32),
+            jnp.int32(0),
+        )
         noise_std = jax.random.uniform(k_std, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"])
         runner = Runner(train_state, env_state, obs, buffer, noise_std, jnp.zeros(num_envs), rng)
 
         # UPDATES
         def update_critic(ts, batch, obs, next_obs, key, lr):
-            noise = jnp.clip(jax.random.normal(key, batch.action.shape) * hp["POLICY_NOISE"],
-                             -hp["NOISE_CLIP"], hp["NOISE_CLIP"])
-            next_action = jnp.clip(actor.apply(ts.actor_params, next_obs) + noise, -1.0, 1.0)  # no target actor
+            noise = jnp.clip(
+                jax.random.normal(key, batch.action.shape) * hp["POLICY_NOISE"],
+                -hp["NOISE_CLIP"],
+                hp["NOISE_CLIP"],
+            )
+            next_action = jnp.clip(
+                actor.apply(ts.actor_params, next_obs) + noise, -1.0, 1.0
+            )  # no target actor
             probs = jax.nn.softmax(twin_critic(ts.target_critic_params, next_obs, next_action))
-            project = lambda p: categorical_projection(p, batch.reward, batch.bootstrap, batch.discount,
-                                                       hp["V_MIN"], hp["V_MAX"])
+            project = lambda p: categorical_projection(
+                p, batch.reward, batch.bootstrap, batch.discount, hp["V_MIN"], hp["V_MAX"]
+            )
             targets = jax.vmap(project)(probs)
             if config["USE_CDQ"]:  # both critics learn the target with the lower mean
                 values = targets @ support
@@ -467,17 +535,26 @@ def make_train(config):
             actor_lr = cosine_lr(hp["ACTOR_LR"], hp["ACTOR_LR_END"], iteration)
             key_sample, key_noise = jax.random.split(key)
             # One draw for all updates (the buffer does not change in between), split per update.
-            batches = buffer_sample(buffer, key_sample, updates * per_env, n_step, hp["GAMMA"],
-                                    config["DISABLE_BOOTSTRAP"])
-            batches = jax.tree.map(lambda x: x.reshape(num_envs, updates, per_env, *x.shape[1:]).swapaxes(0, 1)
-                                   .reshape(updates, num_envs * per_env, *x.shape[1:]), batches)
+            batches = buffer_sample(
+                buffer, key_sample, updates * per_env, n_step, hp["GAMMA"], config["DISABLE_BOOTSTRAP"]
+            )
+            batches = jax.tree.map(
+                lambda x: (
+                    x.reshape(num_envs, updates, per_env, *x.shape[1:])
+                    .swapaxes(0, 1)
+                    .reshape(updates, num_envs * per_env, *x.shape[1:])
+                ),
+                batches,
+            )
             critic_loss = q_mean = actor_loss = jnp.float32(0.0)
             actor_updates = jnp.int32(0)
             for i, key_i in enumerate(jax.random.split(key_noise, updates)):
                 batch = jax.tree.map(lambda x: x[i], batches)
                 norm, obs = observe(ts.obs_norm, batch.obs)
                 norm, next_obs = observe(norm, batch.next_obs)
-                ts, loss, q = update_critic(ts._replace(obs_norm=norm), batch, obs, next_obs, key_i, critic_lr)
+                ts, loss, q = update_critic(
+                    ts._replace(obs_norm=norm), batch, obs, next_obs, key_i, critic_lr
+                )
                 critic_loss, q_mean = critic_loss + loss, q_mean + q
                 if updates > 1:  # the reference's delayed actor: update index i % freq == 1
                     if i % config["POLICY_FREQUENCY"] == 1:
@@ -487,7 +564,9 @@ def make_train(config):
                     ts, loss, did = jax.lax.cond(
                         iteration % config["POLICY_FREQUENCY"] == 0,
                         lambda s: (*update_actor(s, obs, actor_lr), jnp.int32(1)),
-                        lambda s: (s, jnp.float32(0.0), jnp.int32(0)), ts)
+                        lambda s: (s, jnp.float32(0.0), jnp.int32(0)),
+                        ts,
+                    )
                     actor_loss, actor_updates = actor_loss + loss, actor_updates + did
                 target = optax.incremental_update(ts.critic_params, ts.target_critic_params, hp["TAU"])
                 ts = ts._replace(target_critic_params=target)  # Polyak after every critic update
@@ -505,16 +584,28 @@ def make_train(config):
             mean_action = actor.apply(ts.actor_params, obs)
             action = mean_action + jax.random.normal(k_act, mean_action.shape) * runner.noise_std[:, None]
             next_obs, env_state, reward, done, info = jax.vmap(env.step)(
-                jax.random.split(k_step, num_envs), runner.env_state, action)
-            buffer = buffer_add(runner.buffer, Transition(runner.obs, action, reward, done,
-                                                          info["truncated"], info["final_obs"]))
+                jax.random.split(k_step, num_envs), runner.env_state, action
+            )
+            buffer = buffer_add(
+                runner.buffer,
+                Transition(runner.obs, action, reward, done, info["truncated"], info["final_obs"]),
+            )
             fresh_std = jax.random.uniform(k_std, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"])
             episode_return = runner.episode_return + reward
             # The step index is the same for every vmapped seed, so warm-up stays a real branch.
-            ts, losses = jax.lax.cond(iteration > learning_starts, learn, skip, ts, buffer, k_learn, iteration)
+            ts, losses = jax.lax.cond(
+                iteration > learning_starts, learn, skip, ts, buffer, k_learn, iteration
+            )
             stats = (jnp.where(done, episode_return, 0.0).sum(), done.sum(dtype=jnp.int32), *losses)
-            runner = Runner(ts, env_state, next_obs, buffer, jnp.where(done, fresh_std, runner.noise_std),
-                            jnp.where(done, 0.0, episode_return), rng)
+            runner = Runner(
+                ts,
+                env_state,
+                next_obs,
+                buffer,
+                jnp.where(done, fresh_std, runner.noise_std),
+                jnp.where(done, 0.0, episode_return),
+                rng,
+            )
             return runner, stats
 
         # EVALUATION: one deterministic episode per eval env from the same start states every time
@@ -524,9 +615,12 @@ def make_train(config):
 
             def step(carry):
                 t, obs, states, returns, alive = carry
-                action = actor.apply(ts.actor_params, normalize(ts.obs_norm, obs) if config["NORMALIZE_OBS"] else obs)
+                action = actor.apply(
+                    ts.actor_params, normalize(ts.obs_norm, obs) if config["NORMALIZE_OBS"] else obs
+                )
                 obs, states, reward, done, _ = jax.vmap(eval_env.step, in_axes=(None, 0, 0))(
-                    jax.random.PRNGKey(0), states, action)
+                    jax.random.PRNGKey(0), states, action
+                )
                 return t + 1, obs, states, returns + jnp.where(alive, reward, 0.0), alive & ~done
 
             n = config["NUM_EVAL_ENVS"]
@@ -536,7 +630,9 @@ def make_train(config):
         # TRAIN LOOP: NUM_UPDATES // eval_every chunks of eval_every steps, an evaluation after each
         def _eval_chunk(runner, chunk):
             runner, stats = jax.lax.scan(_env_step, runner, chunk * eval_every + jnp.arange(eval_every))
-            ret, episodes, critic_loss, q_mean, critic_updates, actor_loss, actor_updates = jax.tree.map(jnp.sum, stats)
+            ret, episodes, critic_loss, q_mean, critic_updates, actor_loss, actor_updates = jax.tree.map(
+                jnp.sum, stats
+            )
             metrics = {
                 "timestep": (chunk + 1) * eval_every * num_envs,
                 "eval_return": evaluate(runner.train_state),
@@ -546,7 +642,9 @@ def make_train(config):
                 "q_mean": q_mean / critic_updates,
             }
             if config.get("DEBUG"):
-                jax.debug.print("timestep {t}  eval return {r}", t=metrics["timestep"], r=metrics["eval_return"])
+                jax.debug.print(
+                    "timestep {t}  eval return {r}", t=metrics["timestep"], r=metrics["eval_return"]
+                )
             return runner, metrics
 
         runner, metrics = jax.lax.scan(_eval_chunk, runner, jnp.arange(num_evals))
