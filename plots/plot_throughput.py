@@ -91,8 +91,10 @@ def throughput_figure(scaling: list[dict], iterations: list[dict], bench_dir: Pa
 
 
 def measured_rows(record: dict) -> list[dict]:
-    """Rows of a scaling file that have a throughput (a failed size, e.g. out of memory, has none)."""
-    return [row for row in record["rows"] if row.get("agent_iterations_per_second")]
+    """Rows of a scaling file that have a throughput (a failed size, e.g. out of memory, has none);
+    bench/gpu_proof.py's scaling file keeps them under "numbers"."""
+    rows = record.get("rows") or record.get("numbers") or []
+    return [row for row in rows if row.get("agent_iterations_per_second")]
 
 
 def group_iterations(iterations: list[dict]) -> dict[str, list[dict]]:
