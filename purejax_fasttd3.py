@@ -11,6 +11,15 @@ batches and empirical observation normalization. Here the whole loop, simulate -
 
 `train(rng, hparams=None)` takes the traced settings (`default_hparams(config)`, any subset)
 as a dict of float32 scalars, so `jax.vmap` runs hyperparameter grids as well as seeds.
+`make_train_loop(config)` gives the two halves of `train` (`init`, then `run` for any number of
+eval chunks) to save a run's complete state and continue it bit for bit. Settings, their
+defaults and validation live in `configs.py`; three keys keep the reference's meanings, which
+are not PureJaxRL's (`make_config` refuses PureJaxRL-only keys such as LR):
+
+    key               here (reference FastTD3)                 in PureJaxRL
+    TOTAL_TIMESTEPS   iterations: steps of all NUM_ENVS envs   env steps over all envs
+    NUM_STEPS         n of the n-step return                   rollout length per update
+    NUM_UPDATES       critic updates per iteration             outer training iterations
 Semantics follow the reference PyTorch code (younggyoseo/FastTD3); section numbers (§) refer
 to shared/reference/fasttd3_spec.md.
 """

@@ -661,6 +661,8 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
     )
     start = time.perf_counter()
     for c, (combo, config, hp) in enumerate(zip(combos, configs, hparams)):
+        if c > 0 and STOP.requested():
+            raise Interrupted(f"stopped before static combination {c + 1}/{len(combos)}")
         combo_dir = out / f"combo_{c:03d}"
         if writer:
             combo_dir.mkdir(exist_ok=True)
