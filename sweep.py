@@ -428,9 +428,13 @@ class CallPrograms:
             self._runs[num_evals] = self._compiled(jitted, state)
         return self._runs[num_evals](state)
 
+    @functools.cached_property
+    def _agent_state_shapes(self) -> list:
+        """Leaf shapes of one agent's state, traced once (tracing init traces the env reset)."""
+        return jax.tree.leaves(jax.eval_shape(self.loop.init, jax.random.PRNGKey(0)))
+
     def state_bytes_per_agent(self) -> int:
-        shapes = jax.eval_shape(self.loop.init, jax.random.PRNGKey(0))
-        return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+        return sum(x.size * x.dtype.itemsize for x in self._agent_state_shapes)
 
     def place_state(self, leaves: list[np.ndarray], num_agents: int):
         """The sharded state of a call of `num_agents` from this process's rows of every leaf
@@ -456,7 +460,7 @@ class CallPrograms:
         return jax.tree.unflatten(treedef, placed)
 
     def num_state_leaves(self) -> int:
-        return len(jax.tree.leaves(jax.eval_shape(self.loop.init, jax.random.PRNGKey(0))))
+        return len(self._agent_state_shapes)
 
 
 def local_state_rows(state) -> list[np.ndarray]:
