@@ -487,13 +487,19 @@ def make_train_loop(config: dict, progress=None) -> TrainLoop:
             obs_norm=normalizer_init(env.obs_dim),
             critic_norm=normalizer_init(env.obs_dim + env.privileged_dim),
         )
+        # One vmapped reset for the training and the evaluation envs: each reset call traces and
+        # compiles the whole simulator's forward pass again (tens of seconds for an MJX robot).
+        reset_keys = jnp.concatenate(
+            [jax.random.split(k_env, num_envs), jax.random.split(k_eval, max(config["NUM_EVAL_ENVS"], 1))]
+        )
+        states = jax.vmap(env.reset)(reset_keys)
         return Runner(
             train_state=train_state,
-            env_state=jax.vmap(env.reset)(jax.random.split(k_env, num_envs)),
+            env_state=jax.tree.map(lambda x: x[:num_envs], states),
             buffer=buffer_for(config, env),
             noise_scale=jax.random.uniform(k_noise, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"]),
             episode_return=jnp.zeros(num_envs),
-            eval_states=jax.vmap(env.reset)(jax.random.split(k_eval, max(config["NUM_EVAL_ENVS"], 1))),
+            eval_states=jax.tree.map(lambda x: x[num_envs:], states),
             hparams=hp,
             evals_done=jnp.int32(0),
             rng=rng,

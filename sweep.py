@@ -30,6 +30,7 @@ Results format (loads with numpy alone; `plots.results.load_sweep` does it for y
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import functools
 import itertools
@@ -257,10 +258,9 @@ def bytes_per_agent(config: dict, env: envs.Env) -> dict[str, int]:
     size = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))  # noqa: E731
     # Actor: params + 2 Adam moments; twin critics: params, target and 2 moments.
     networks = 3 * size(actor_params) + 2 * 4 * size(critic_params)
-    env_state = size(jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, num_envs)))
-    eval_state = size(
-        jax.eval_shape(jax.vmap(env.reset), jax.random.split(key, max(config["NUM_EVAL_ENVS"], 1)))
-    )
+    one_env_state = size(jax.eval_shape(env.reset, key))  # traced once: an MJX reset traces for seconds
+    env_state = num_envs * one_env_state
+    eval_state = max(config["NUM_EVAL_ENVS"], 1) * one_env_state
     h = config["CRITIC_HIDDEN_DIM"]
     batch = config["BATCH_SIZE"]
     sample = config["NUM_UPDATES"] * batch * (2 * obs_in + env.action_dim + 4) * 4
@@ -407,25 +407,47 @@ class CallPrograms:
         self.compile_seconds += time.perf_counter() - start
         return compiled
 
+    def _run_jit(self, num_evals: int):
+        run = jax.vmap(
+            functools.partial(self.loop.run, num_evals=num_evals),
+            in_axes=(ft.RUNNER_AXES,),
+            out_axes=(ft.RUNNER_AXES, 0),
+        )
+        return jax.jit(
+            run,
+            in_shardings=(self.state_sharding,),
+            out_shardings=(self.state_sharding, self._agents),
+            donate_argnums=0,  # the state is replaced, never read again: reuse its memory
+        )
+
+    def compile(self, num_agents: int, eval_counts: set[int]) -> float:
+        """Compiles `init` and the `run` programs for `eval_counts` evals at once, for calls of
+        `num_agents`; returns the seconds. XLA compiles outside the GIL, so the env's reset (in
+        init) and its step (in run), tens of seconds each for an MJX robot, compile side by side."""
+        start = time.perf_counter()
+        per_agent = functools.partial(jax.ShapeDtypeStruct, sharding=self._agents)
+        rngs = per_agent((num_agents, 2), jnp.uint32)
+        hp = {key: per_agent((num_agents,), jnp.float32) for key in ft.HPARAM_DEFAULTS}
+        lowered = {"init": self._init.lower(rngs, hp)}
+        state = lowered["init"].out_info
+        for n in sorted(eval_counts - set(self._runs)):
+            lowered[n] = self._run_jit(n).lower(state)
+        with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+            compiled = dict(zip(lowered, pool.map(lambda program: program.compile(), lowered.values())))
+        self._init = compiled.pop("init")
+        self._runs.update(compiled)
+        seconds = time.perf_counter() - start
+        self.compile_seconds += seconds
+        return seconds
+
     def init(self, rngs, hparams):
         if not isinstance(self._init, jax.stages.Compiled):
             self._init = self._compiled(self._init, rngs, hparams)
         return self._init(rngs, hparams)
 
     def run(self, state, num_evals: int):
-        if num_evals not in self._runs:
-            run = jax.vmap(
-                functools.partial(self.loop.run, num_evals=num_evals),
-                in_axes=(ft.RUNNER_AXES,),
-                out_axes=(ft.RUNNER_AXES, 0),
-            )
-            jitted = jax.jit(
-                run,
-                in_shardings=(self.state_sharding,),
-                out_shardings=(self.state_sharding, self._agents),
-                donate_argnums=0,  # the state is replaced, never read again: reuse its memory
-            )
-            self._runs[num_evals] = self._compiled(jitted, state)
+        if num_evals not in self._runs:  # a resume with another --checkpoint-every
+            self._runs[num_evals] = self._compiled(self._run_jit(num_evals), state)
         return self._runs[num_evals](state)
 
     @functools.cached_property
@@ -706,6 +728,9 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         if args.checkpoint_every:
             _check_checkpoint_disk(combo_dir, chunk * programs.state_bytes_per_agent(), chunk)
         num_leaves = programs.num_state_leaves()
+        if ranges:
+            seconds = programs.compile(chunk, {segment, num_evals % segment or segment})
+            print(f"{label}: compiled in {seconds:.1f} s")
         for k, (lo, hi) in enumerate(ranges):
             agents = np.arange(lo, hi)
             n = len(agents)
