@@ -62,12 +62,18 @@ minutes of compilation: it fits one call, alone, unless our iteration is much sl
 bound (at 30 ms it needs about 560 s; `--learn2-anyway` starts it regardless, and it then stops
 at the last evaluation that fits).
 
-Not everything fits one call: on an H100/H200 expect stage a near 200 s per dtype (four compiles
-of 60-90 s), b 60 s per agent count, c1 about 330 s, c2 about 480 s, d about 150 s after a. With 15
-minutes of device time in all (start-up included), a plan that keeps the two central results:
+Not everything fits one call. Measured on the first two calls (2026-11-28, logs in
+bench/results/logs/): stage a in bfloat16 took 294 s on an H100 (T1 190 s, of which 69 s compiled
+the chunk and 92 s compiled and ran init, before init reset its envs in one call and compiled
+beside the chunk; CheetahRun 104 s); b took 150 s for 128 agents on an H200 (108 s of it compiling
+both programs); c1 reached 1 of its 4 evaluations in the time left (compile 103 s, init 98 s,
+56 s per 1,250-iteration chunk with its evaluation) and needs about 430 s alone at those costs.
+With 15 minutes of device time in all (start-up included), the plan that keeps what is still
+missing:
 
-    call 1: bash bench/gpu_proof.sh --stages a,c1 --dtypes bfloat16 --budget-s 550   (timeout 600)
-    later:  --stages b,d --dtypes bfloat16; --stages a --dtypes float32; --stages c2 --budget-s 570
+    call 1: bash bench/gpu_proof.sh --stages c1,d --budget-s 550                (timeout 600)
+    call 2: --stages a,b --dtypes bfloat16 --agents 1,32,256 on an H200 (same card as the
+            reference's figures); later --stages c2 --budget-s 570
 
 `--dtypes`, `--agents 1,32,128,256` and `--no-largest` narrow stages a and b.
 
@@ -83,6 +89,7 @@ the GPU stages' configs validate.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import gc
 import json
@@ -185,13 +192,13 @@ SMOKE_SETTINGS = {
     "profile": {"task": SMOKE_TASK, "dtype": "float32", "overrides": _TINY, "chunk_iterations": 10},
 }
 
-# Priors for the step estimates, used until this call has measured the real thing. GPU values are
-# sized on the H200 figures of shared/device/MEASURED.md, rounded up (compile: simulator 50 s for
-# T1, 22-31 s for CheetahRun, learner 13-18 s; iterations/s: T1 at most 44, the reference 20).
+# Priors for the step estimates, used until this call has measured the real thing. GPU values come
+# from the first calls' results (bench/results/gpu_proof_*_NVIDIA_*.json: T1 33 and CheetahRun 133
+# iterations/s at 1024 envs on an H100; compiles of 69-108 s), rounded towards caution.
 PRIORS = {
     "gpu": {
-        "compile_s": {T1: 90.0, CHEETAH: 60.0},
-        "iterations_per_s": {(T1, 1024): 25.0, (CHEETAH, 1024): 60.0, (CHEETAH, 128): 150.0},
+        "compile_s": {T1: 120.0, CHEETAH: 90.0},  # init and chunk, compiled side by side
+        "iterations_per_s": {(T1, 1024): 33.0, (CHEETAH, 1024): 130.0, (CHEETAH, 128): 150.0},
         "eval_s": {T1: 20.0, CHEETAH: 10.0},  # one evaluation, 1024 envs, up to 1000 steps
         "component_compile_s": 60.0,  # one MJX function (reset, step, eval step) on its own
     },
@@ -339,7 +346,9 @@ def chunk_config(task: str, overrides: dict, chunk: int, **extra) -> dict:
 
 class Chunks:
     """`agents` vmapped agents of `config`: init, then one compiled eval chunk run on the state it
-    returns (donated). Construction compiles and runs the first chunk."""
+    returns (donated). Construction compiles both programs at once (XLA compiles outside the
+    GIL, so the simulator's reset and step compile side by side), then runs init and the first
+    chunk."""
 
     def __init__(self, config: dict, agents: int, seed: int = 0):
         self.config = config
@@ -351,13 +360,19 @@ class Chunks:
         )
         rngs = jax.random.split(jax.random.PRNGKey(seed), agents)
         start = time.perf_counter()
-        runner = jax.block_until_ready(init(rngs))
+        init_lowered = init.lower(rngs)
+        run_lowered = jax.jit(run, donate_argnums=0).lower(init_lowered.out_info)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            init_compiled = pool.submit(init_lowered.compile)
+            self.compiled = run_lowered.compile()
+            init_compiled = init_compiled.result()
+        self.compile_seconds = time.perf_counter() - start  # both programs, traced and compiled
+        start = time.perf_counter()
+        self.runner = jax.block_until_ready(init_compiled(rngs))
         self.init_seconds = time.perf_counter() - start
-        timed = compile_and_run(jax.jit(run, donate_argnums=0), runner)
-        self.compiled = timed.compiled
-        self.compile_seconds = timed.compile_seconds
-        self.first_chunk_seconds = timed.run_seconds
-        self.runner, self.metrics = timed.out
+        start = time.perf_counter()
+        self.runner, self.metrics = jax.block_until_ready(self.compiled(self.runner))
+        self.first_chunk_seconds = time.perf_counter() - start
         self.chunks_done = 1
 
     def step(self) -> float:
