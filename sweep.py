@@ -382,8 +382,10 @@ def _least_free_memory(free: int) -> int:
 class CallPrograms:
     """The two compiled programs of one static combination, vmapped over a call's agents and
     sharded over all devices: `init` starts new agents, `run(state, n)` trains them n more
-    evaluations. Each is compiled once, on first use; a sweep with or without checkpoints runs
-    the same `run` programs, so a resumed call equals an uninterrupted one bit for bit."""
+    evaluations. `compile` builds init and the run programs a sweep needs, side by side, before
+    the first call; a run program for another eval count (a resume with another
+    --checkpoint-every) compiles on first use. A sweep with or without checkpoints runs the same
+    `run` programs, so a resumed call equals an uninterrupted one bit for bit."""
 
     def __init__(self, config: dict, mesh, progress: bool):
         self.loop = ft.make_train_loop(config, ft.ProgressPrinter(config) if progress else None)
@@ -441,9 +443,7 @@ class CallPrograms:
         return seconds
 
     def init(self, rngs, hparams):
-        if not isinstance(self._init, jax.stages.Compiled):
-            self._init = self._compiled(self._init, rngs, hparams)
-        return self._init(rngs, hparams)
+        return self._init(rngs, hparams)  # compiled by `compile`
 
     def run(self, state, num_evals: int):
         if num_evals not in self._runs:  # a resume with another --checkpoint-every
