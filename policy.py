@@ -137,7 +137,12 @@ def load_checkpoint_policy(path, agent: int) -> tuple[dict, Policy, int]:
     config = json.loads((path.parent / CONFIG_FILE).read_text())
     template = jax.eval_shape(make_train_loop(config).init, jax.random.PRNGKey(0))
     specs, treedef = jax.tree.flatten(template)
-    leaves, _, meta = sweep.load_checkpoint(path, len(specs))
+    leaves, _, meta = sweep.load_checkpoint(path)
+    if len(leaves) != len(specs):
+        raise ValueError(
+            f"{path} holds {len(leaves)} state arrays, but its config.json describes {len(specs)}: "
+            "the checkpoint and the config are from different versions or sweeps."
+        )
     rows = next(leaf.shape[0] for leaf, spec in zip(leaves, specs) if leaf.ndim > spec.ndim)
     first = lo + int(match[3] or 0) * rows  # each process saves its own consecutive rows
     if not (lo <= agent < hi and first <= agent < first + rows):

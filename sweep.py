@@ -382,10 +382,11 @@ def _least_free_memory(free: int) -> int:
 class CallPrograms:
     """The two compiled programs of one static combination, vmapped over a call's agents and
     sharded over all devices: `init` starts new agents, `run(state, n)` trains them n more
-    evaluations. `compile` builds init and the run programs a sweep needs, side by side, before
-    the first call; a run program for another eval count (a resume with another
-    --checkpoint-every) compiles on first use. A sweep with or without checkpoints runs the same
-    `run` programs, so a resumed call equals an uninterrupted one bit for bit."""
+    evaluations. `compile` builds the programs a sweep needs, side by side, before the first
+    call (init only when some call starts from scratch); a run program for another eval count (a
+    resume with another --checkpoint-every) compiles on first use. A sweep with or without
+    checkpoints runs the same `run` programs, so a resumed call equals an uninterrupted one bit
+    for bit."""
 
     def __init__(self, config: dict, mesh, progress: bool):
         self.loop = ft.make_train_loop(config, ft.ProgressPrinter(config) if progress else None)
@@ -422,21 +423,24 @@ class CallPrograms:
             donate_argnums=0,  # the state is replaced, never read again: reuse its memory
         )
 
-    def compile(self, num_agents: int, eval_counts: set[int]) -> float:
-        """Compiles `init` and the `run` programs for `eval_counts` evals at once, for calls of
-        `num_agents`; returns the seconds. XLA compiles outside the GIL, so the env's reset (in
+    def compile(self, num_agents: int, eval_counts: set[int], with_init: bool = True) -> float:
+        """Compiles the `run` programs for `eval_counts` evals, and `init` if `with_init` (a
+        sweep whose calls all resume from checkpoints never starts an agent), at once, for calls
+        of `num_agents`; returns the seconds. XLA compiles outside the GIL, so the env's reset (in
         init) and its step (in run), tens of seconds each for an MJX robot, compile side by side."""
         start = time.perf_counter()
         per_agent = functools.partial(jax.ShapeDtypeStruct, sharding=self._agents)
         rngs = per_agent((num_agents, 2), jnp.uint32)
         hp = {key: per_agent((num_agents,), jnp.float32) for key in ft.HPARAM_DEFAULTS}
-        lowered = {"init": self._init.lower(rngs, hp)}
-        state = lowered["init"].out_info
+        lowered_init = self._init.lower(rngs, hp)  # traced either way: it gives the state's shapes
+        self._state_template = lowered_init.out_info
+        lowered = {"init": lowered_init} if with_init else {}
         for n in sorted(eval_counts - set(self._runs)):
-            lowered[n] = self._run_jit(n).lower(state)
+            lowered[n] = self._run_jit(n).lower(self._state_template)
         with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
             compiled = dict(zip(lowered, pool.map(lambda program: program.compile(), lowered.values())))
-        self._init = compiled.pop("init")
+        if with_init:
+            self._init = compiled.pop("init")
         self._runs.update(compiled)
         seconds = time.perf_counter() - start
         self.compile_seconds += seconds
@@ -450,21 +454,16 @@ class CallPrograms:
             self._runs[num_evals] = self._compiled(self._run_jit(num_evals), state)
         return self._runs[num_evals](state)
 
-    @functools.cached_property
-    def _agent_state_shapes(self) -> list:
-        """Leaf shapes of one agent's state, traced once (tracing init traces the env reset)."""
-        return jax.tree.leaves(jax.eval_shape(self.loop.init, jax.random.PRNGKey(0)))
-
     def state_bytes_per_agent(self) -> int:
-        return sum(x.size * x.dtype.itemsize for x in self._agent_state_shapes)
+        """What one agent's checkpointed state holds (traces init, so the env reset, once more)."""
+        shapes = jax.tree.leaves(jax.eval_shape(self.loop.init, jax.random.PRNGKey(0)))
+        return sum(x.size * x.dtype.itemsize for x in shapes)
 
-    def place_state(self, leaves: list[np.ndarray], num_agents: int):
-        """The sharded state of a call of `num_agents` from this process's rows of every leaf
-        (what `local_state_rows` saved). The eval counter is the only unbatched (scalar) leaf."""
-        rngs = jax.ShapeDtypeStruct((num_agents, 2), jnp.uint32)
-        hp = {key: jax.ShapeDtypeStruct((num_agents,), jnp.float32) for key in ft.HPARAM_DEFAULTS}
-        template = jax.eval_shape(jax.vmap(self.loop.init, out_axes=ft.RUNNER_AXES), rngs, hp)
-        specs, treedef = jax.tree.flatten(template)
+    def place_state(self, leaves: list[np.ndarray]):
+        """The sharded state of a call, of the size `compile` was given, from this process's rows
+        of every leaf (what `local_state_rows` saved). The eval counter is the only unbatched
+        (scalar) leaf."""
+        specs, treedef = jax.tree.flatten(self._state_template)
         if len(leaves) != len(specs):
             raise CorruptFileError(
                 f"the checkpoint holds {len(leaves)} arrays, this config's state {len(specs)}"
@@ -480,9 +479,6 @@ class CallPrograms:
                 jax.make_array_from_process_local_data(sharding, leaf.astype(spec.dtype), spec.shape)
             )
         return jax.tree.unflatten(treedef, placed)
-
-    def num_state_leaves(self) -> int:
-        return len(self._agent_state_shapes)
 
 
 def local_state_rows(state) -> list[np.ndarray]:
@@ -511,14 +507,15 @@ def save_checkpoint(path: pathlib.Path, state, metrics: dict, meta: dict) -> Non
     _write_npz(path, arrays)
 
 
-def load_checkpoint(path: pathlib.Path, num_leaves: int) -> tuple[list[np.ndarray], dict, dict]:
-    """(state leaves, metrics so far, meta); an unreadable file stops the sweep, named."""
+def load_checkpoint(path: pathlib.Path) -> tuple[list[np.ndarray], dict, dict]:
+    """(state leaves, metrics so far, meta); an unreadable file stops the sweep, named. Whether
+    the leaves fit a config is for the caller to check (`CallPrograms.place_state`)."""
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             if meta.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
-            leaves = [data[f"leaf_{i:05d}"] for i in range(num_leaves)]
+            leaves = [data[k] for k in sorted(k for k in data.files if k.startswith("leaf_"))]
             metrics = {k[len("metric_") :]: data[k] for k in data.files if k.startswith("metric_")}
     except Exception as error:
         raise CorruptFileError(
@@ -727,26 +724,26 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         segment = min(args.checkpoint_every or num_evals, num_evals)
         if args.checkpoint_every:
             _check_checkpoint_disk(combo_dir, chunk * programs.state_bytes_per_agent(), chunk)
-        num_leaves = programs.num_state_leaves()
-        if ranges:
-            seconds = programs.compile(chunk, {segment, num_evals % segment or segment})
-            print(f"{label}: compiled in {seconds:.1f} s")
-        for k, (lo, hi) in enumerate(ranges):
+        checkpoints = [_checkpoint_path(combo_dir, lo, hi) for lo, hi in ranges]
+        for checkpoint in checkpoints:
+            checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a killed write
+        resumes = _process_0_view(np.array([c.exists() for c in checkpoints], np.int32)).astype(bool)
+        counts = {segment, num_evals % segment or segment}
+        seconds = programs.compile(chunk, counts, with_init=not resumes.all())
+        print(f"{label}: compiled in {seconds:.1f} s")
+        for k, ((lo, hi), checkpoint, resumed) in enumerate(zip(ranges, checkpoints, resumes)):
             agents = np.arange(lo, hi)
             n = len(agents)
             padded = np.concatenate([agents, np.full(chunk - n, agents[-1])])
             chunk_hp = {key: values[padded] for key, values in hp.items()}
-            checkpoint = _checkpoint_path(combo_dir, lo, hi)
-            checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a killed write
-            resumed = _process_0_view(np.array([checkpoint.exists()], np.int32))[0]
             # Run seconds leave compilation out and carry over a resume (they time the learning curve).
             t0, compiled_before = time.perf_counter(), programs.compile_seconds
             resumed_at, run_before = None, 0.0
             if resumed:
-                leaves, history, meta = load_checkpoint(checkpoint, num_leaves)
+                leaves, history, meta = load_checkpoint(checkpoint)
                 evals, resumed_at, run_before = meta["evals_done"], meta["evals_done"], meta["run_seconds"]
                 try:
-                    state = programs.place_state(leaves, chunk)
+                    state = programs.place_state(leaves)
                 except CorruptFileError as error:
                     raise CorruptFileError(
                         f"checkpoint {checkpoint} does not fit this sweep ({error}). Delete it to train "

@@ -209,3 +209,21 @@ def test_checkpoints_need_room_for_two(tmp_path, monkeypatch, capsys):
     message = str(stop.value.code)
     assert "--checkpoint-every" in message and "room for two" in message
     assert "checkpoints:" in capsys.readouterr().out  # the cost is printed before refusing
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    """A readable checkpoint whose arrays do not match the config's state: the sweep and the
+    policy loader both name the file instead of resuming from a wrong state."""
+    out = tmp_path / "sweep"
+    (out / "combo_000").mkdir(parents=True)
+    other = out / "combo_000" / "checkpoint_000000-000002.npz"
+    state = {"only_leaf": jnp.zeros((2, 3))}
+    sweep.save_checkpoint(other, state, {}, {"evals_done": 3, "run_seconds": 0.0})
+    with pytest.raises(SystemExit) as stop:
+        sweep.main([*SWEEP, "--out", str(out), "--checkpoint-every", "3"])
+    message = str(stop.value.code)
+    assert str(other) in message and "does not fit this sweep" in message and "holds 1 arrays" in message
+
+    (out / "combo_000" / "config.json").write_text(json.dumps(ft.make_config("Pendulum-v1", **SMALL)))
+    with pytest.raises(ValueError, match="holds 1 state arrays"):
+        pol.load_checkpoint_policy(other, agent=0)
