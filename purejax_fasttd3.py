@@ -381,8 +381,8 @@ class Runner(NamedTuple):
     eval_states: envs.EnvState  # [max(NUM_EVAL_ENVS, 1)] start of every evaluation
     hparams: dict  # the traced settings of this run, float32 scalars
     # int32 eval chunks finished. It stays unbatched under vmap (it depends on no agent's data),
-    # which keeps the warm-up gate and the actor cadence real branches; vmap a saved state with
-    # `jax.vmap(loop.run, in_axes=(RUNNER_AXES, None))` to keep it so.
+    # which keeps the warm-up gate and the actor cadence real branches; vmap `run` over a saved
+    # state with `RUNNER_AXES` as its in and out axes to keep it so.
     evals_done: jax.Array
     rng: jax.Array
 
