@@ -22,5 +22,6 @@ def test_walkthrough_executes(monkeypatch):
     assert not [out for out in outputs if out.output_type == "error"]
     text = "".join(out.get("text", "") for out in outputs)
     assert "reloaded policy on 64 new episodes" in text and "CRITIC_LEARNING_RATE=3e-03" in text
+    assert "continued run equals the uninterrupted one bit for bit: True" in text
     images = [out for out in outputs if "image/png" in out.get("data", {})]
     assert len(images) >= 4  # one agent, seeds, and the sweep's curves and grid plots
