@@ -380,29 +380,37 @@ def _least_free_memory(free: int) -> int:
 
 
 class CallPrograms:
-    """The two compiled programs of one static combination, vmapped over a call's agents and
-    sharded over all devices: `init` starts new agents, `run(state, n)` trains them n more
-    evaluations. `compile` builds the programs a sweep needs, side by side, before the first
-    call (init only when some call starts from scratch); a run program for another eval count (a
-    resume with another --checkpoint-every) compiles on first use. A sweep with or without
-    checkpoints runs the same `run` programs, so a resumed call equals an uninterrupted one bit
-    for bit."""
+    """The two compiled programs of one static combination, vmapped over calls of `num_agents`
+    agents and sharded over all devices: `init` starts new agents, `run(state, n)` trains them n
+    more evaluations. Construction traces `init` once, which gives the state's shapes (what a
+    checkpoint holds, how one is placed back); `compile` builds the programs a sweep needs, side
+    by side, before the first call (init only when some call starts from scratch); a run program
+    for another eval count (a resume with another --checkpoint-every) compiles on first use. A
+    sweep with or without checkpoints runs the same `run` programs, so a resumed call equals an
+    uninterrupted one bit for bit."""
 
-    def __init__(self, config: dict, mesh, progress: bool):
+    def __init__(self, config: dict, mesh, progress: bool, num_agents: int):
         self.loop = ft.make_train_loop(config, ft.ProgressPrinter(config) if progress else None)
         agents = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
         shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         self.state_sharding = jax.tree.map(
             lambda axis: agents if axis == 0 else shared, ft.RUNNER_AXES, is_leaf=lambda x: x is None
         )
-        self._init = jax.jit(
+        init = jax.jit(
             jax.vmap(self.loop.init, out_axes=ft.RUNNER_AXES),
             in_shardings=(agents, agents),
             out_shardings=self.state_sharding,
         )
+        start = time.perf_counter()
+        per_agent = functools.partial(jax.ShapeDtypeStruct, sharding=agents)
+        rngs = per_agent((num_agents, 2), jnp.uint32)
+        hp = {key: per_agent((num_agents,), jnp.float32) for key in ft.HPARAM_DEFAULTS}
+        self._lowered_init = init.lower(rngs, hp)  # tracing init traces the env reset: done once
+        self._state_template = self._lowered_init.out_info
+        self._init = None  # compiled by `compile` when a call starts from scratch
         self._runs: dict[int, Any] = {}
         self._agents, self._shared = agents, shared
-        self.compile_seconds = 0.0
+        self.compile_seconds = time.perf_counter() - start
 
     def _compiled(self, jitted, *args):
         start = time.perf_counter()
@@ -423,18 +431,13 @@ class CallPrograms:
             donate_argnums=0,  # the state is replaced, never read again: reuse its memory
         )
 
-    def compile(self, num_agents: int, eval_counts: set[int], with_init: bool = True) -> float:
+    def compile(self, eval_counts: set[int], with_init: bool = True) -> None:
         """Compiles the `run` programs for `eval_counts` evals, and `init` if `with_init` (a
-        sweep whose calls all resume from checkpoints never starts an agent), at once, for calls
-        of `num_agents`; returns the seconds. XLA compiles outside the GIL, so the env's reset (in
-        init) and its step (in run), tens of seconds each for an MJX robot, compile side by side."""
+        sweep whose calls all resume from checkpoints never starts an agent), at once. XLA
+        compiles outside the GIL, so the env's reset (in init) and its step (in run), tens of
+        seconds each for an MJX robot, compile side by side."""
         start = time.perf_counter()
-        per_agent = functools.partial(jax.ShapeDtypeStruct, sharding=self._agents)
-        rngs = per_agent((num_agents, 2), jnp.uint32)
-        hp = {key: per_agent((num_agents,), jnp.float32) for key in ft.HPARAM_DEFAULTS}
-        lowered_init = self._init.lower(rngs, hp)  # traced either way: it gives the state's shapes
-        self._state_template = lowered_init.out_info
-        lowered = {"init": lowered_init} if with_init else {}
+        lowered = {"init": self._lowered_init} if with_init else {}
         for n in sorted(eval_counts - set(self._runs)):
             lowered[n] = self._run_jit(n).lower(self._state_template)
         with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
@@ -442,9 +445,7 @@ class CallPrograms:
         if with_init:
             self._init = compiled.pop("init")
         self._runs.update(compiled)
-        seconds = time.perf_counter() - start
-        self.compile_seconds += seconds
-        return seconds
+        self.compile_seconds += time.perf_counter() - start
 
     def init(self, rngs, hparams):
         return self._init(rngs, hparams)  # compiled by `compile`
@@ -454,15 +455,13 @@ class CallPrograms:
             self._runs[num_evals] = self._compiled(self._run_jit(num_evals), state)
         return self._runs[num_evals](state)
 
-    def state_bytes_per_agent(self) -> int:
-        """What one agent's checkpointed state holds (traces init, so the env reset, once more)."""
-        shapes = jax.tree.leaves(jax.eval_shape(self.loop.init, jax.random.PRNGKey(0)))
-        return sum(x.size * x.dtype.itemsize for x in shapes)
+    def state_bytes(self) -> int:
+        """Bytes of a call's complete state: what one checkpoint holds."""
+        return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(self._state_template))
 
     def place_state(self, leaves: list[np.ndarray]):
-        """The sharded state of a call, of the size `compile` was given, from this process's rows
-        of every leaf (what `local_state_rows` saved). The eval counter is the only unbatched
-        (scalar) leaf."""
+        """The sharded state of a call from this process's rows of every leaf (what
+        `local_state_rows` saved). The eval counter is the only unbatched (scalar) leaf."""
         specs, treedef = jax.tree.flatten(self._state_template)
         if len(leaves) != len(specs):
             raise CorruptFileError(
@@ -719,18 +718,18 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         ranges = pending_ranges(done, total, chunk)
         if done:
             print(f"{label}: resuming, {len(done)} of {total} agents already finished")
-        programs = CallPrograms(config, mesh, progress=not args.quiet)
+        programs = CallPrograms(config, mesh, progress=not args.quiet, num_agents=chunk)
         num_evals = programs.loop.num_evals
         segment = min(args.checkpoint_every or num_evals, num_evals)
         if args.checkpoint_every:
-            _check_checkpoint_disk(combo_dir, chunk * programs.state_bytes_per_agent(), chunk)
+            _check_checkpoint_disk(combo_dir, programs.state_bytes(), chunk)
         checkpoints = [_checkpoint_path(combo_dir, lo, hi) for lo, hi in ranges]
         for checkpoint in checkpoints:
             checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a killed write
         resumes = _process_0_view(np.array([c.exists() for c in checkpoints], np.int32)).astype(bool)
         counts = {segment, num_evals % segment or segment}
-        seconds = programs.compile(chunk, counts, with_init=not resumes.all())
-        print(f"{label}: compiled in {seconds:.1f} s")
+        programs.compile(counts, with_init=not resumes.all())
+        print(f"{label}: compiled in {programs.compile_seconds:.1f} s")
         for k, ((lo, hi), checkpoint, resumed) in enumerate(zip(ranges, checkpoints, resumes)):
             agents = np.arange(lo, hi)
             n = len(agents)
