@@ -12,9 +12,9 @@ batches and empirical observation normalization. Here the whole loop, simulate -
 `train(rng, hparams=None)` takes the traced settings (`default_hparams(config)`, any subset)
 as a dict of float32 scalars, so `jax.vmap` runs hyperparameter grids as well as seeds.
 `make_train_loop(config)` gives the two halves of `train` (`init`, then `run` for any number of
-eval chunks) to save a run's complete state and continue it bit for bit. Settings, their
-defaults and validation live in `configs.py`; three keys keep the reference's meanings, which
-are not PureJaxRL's (`make_config` refuses PureJaxRL-only keys such as LR):
+eval chunks) to save a run's complete state and continue it bit for bit (with the same
+programs). Settings, their defaults and validation live in `configs.py`; three keys keep the
+reference's meanings, which are not PureJaxRL's (`make_config` refuses PureJaxRL-only keys such as LR):
 
     key               here (reference FastTD3)                 in PureJaxRL
     TOTAL_TIMESTEPS   iterations: steps of all NUM_ENVS envs   env steps over all envs
@@ -420,9 +420,9 @@ class TrainLoop(NamedTuple):
 
     `init(rng, hparams=None) -> Runner` is the complete state before the first iteration;
     `run(runner, num_evals) -> (runner, metrics)` trains `num_evals` more eval chunks (a static
-    int) from wherever `runner` stands. Continuing a saved `Runner` gives the metrics and
-    parameters of the uninterrupted run bit for bit. Past `num_evals` chunks training goes on
-    at the schedules' end values.
+    int) from wherever `runner` stands. Continuing a saved `Runner` with the same `run` programs
+    gives the metrics and parameters of the run never stopped, bit for bit. Past `num_evals`
+    chunks training goes on at the schedules' end values.
     """
 
     init: Any
@@ -493,7 +493,7 @@ def make_train_loop(config: dict, progress=None) -> TrainLoop:
             [jax.random.split(k_env, num_envs), jax.random.split(k_eval, max(config["NUM_EVAL_ENVS"], 1))]
         )
         states = jax.vmap(env.reset)(reset_keys)
-        return Runner(
+        runner = Runner(
             train_state=train_state,
             env_state=jax.tree.map(lambda x: x[:num_envs], states),
             buffer=buffer_for(config, env),
@@ -504,8 +504,10 @@ def make_train_loop(config: dict, progress=None) -> TrainLoop:
             evals_done=jnp.int32(0),
             rng=rng,
         )
+        return strong_types(runner)
 
     def run(runner: Runner, num_evals: int):
+        runner = strong_types(runner)
         hp = runner.hparams
         support = jnp.linspace(hp["V_MIN"], hp["V_MAX"], config["NUM_ATOMS"])
 
@@ -711,7 +713,8 @@ def make_train_loop(config: dict, progress=None) -> TrainLoop:
                 jax.debug.callback(progress, chunk)
             return runner._replace(evals_done=chunk + 1), metrics
 
-        return jax.lax.scan(eval_chunk, runner, length=num_evals)
+        runner, metrics = jax.lax.scan(eval_chunk, runner, length=num_evals)
+        return strong_types(runner), metrics
 
     return TrainLoop(init, run, config["TOTAL_TIMESTEPS"] // eval_interval)
 
@@ -719,6 +722,15 @@ def make_train_loop(config: dict, progress=None) -> TrainLoop:
 # Vmap axes of a `Runner` whose agents share one eval counter (what `TrainLoop.init` gives under
 # vmap): `jax.vmap(partial(loop.run, num_evals=k), in_axes=(RUNNER_AXES,), out_axes=(RUNNER_AXES, 0))`.
 RUNNER_AXES = Runner(*(0,) * (len(Runner._fields) - 2), evals_done=None, rng=0)
+
+
+def strong_types(tree):
+    """`tree` with no weakly typed leaf (what Python scalars leave, e.g. an env's step counter).
+
+    jit compiles one program per input signature, weak types included, and a state read back
+    from a file has none: a `Runner` that kept some would meet a second compiled `run` after a
+    resume, and a second program may round differently. So `init` and `run` give strong types."""
+    return jax.tree.map(lambda x: x.astype(x.dtype), tree)
 
 
 def _is_head_kernel(path) -> bool:

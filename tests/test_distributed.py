@@ -114,6 +114,8 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     assert all(m["process_count"] == 1 and m["num_devices"] == 2 for m in single_meta)
     assert set(multi) == set(single)
     np.testing.assert_array_equal(multi["agent"], np.arange(8))
-    for key in single:  # the same per-device program on the same rows: bit-identical
+    # Exact: each of the two processes compiles and runs the per-device program of the one
+    # two-device process on the same rows, and the agents never communicate.
+    for key in single:
         np.testing.assert_array_equal(multi[key], single[key], err_msg=key)
     assert np.isfinite(multi["metric_eval_return"]).all()

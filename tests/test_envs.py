@@ -57,6 +57,7 @@ def _check_time_limit(out, obs, steps, raw_obs_at, reset_obs_for):
     assert not np.allclose(obs[EPISODE - 1], out.final_obs[EPISODE - 1])
     # Away from dones the final obs is simply the next obs.
     not_done = ~out.done[:, 0]
+    # Exact: where no episode ended, final_obs and obs select the same value of one step.
     np.testing.assert_array_equal(out.final_obs[not_done], obs[not_done])
 
 
@@ -166,6 +167,7 @@ def test_t1_loads_offline_with_asymmetric_observations(monkeypatch):
 
     task = registry.load("T1JoystickFlatTerrain", config_overrides={"impl": "jax"})
     obs = jax.jit(task.reset)(jax.random.PRNGKey(0)).obs
+    # Exact: one reset builds both from the same values (the privileged state extends the state).
     np.testing.assert_array_equal(np.asarray(obs["privileged_state"][:85]), np.asarray(obs["state"]))
 
 

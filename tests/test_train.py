@@ -83,6 +83,7 @@ def test_counters_exact_at_scale():
 
 def test_deterministic_and_seeds_differ(single_runs):
     _, runs, again = single_runs
+    # Exact: the same compiled program run twice on the same inputs.
     jax.tree.map(np.testing.assert_array_equal, runs[0], again)
     assert not np.allclose(runs[0]["metrics"]["eval_return"], runs[1]["metrics"]["eval_return"])
 
