@@ -44,7 +44,9 @@ def test_smoke_writes_every_stage(tmp_path):
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu_proof.py"), "--smoke"],
+        # A budget out of reach: on a loaded machine the clock would skip stages, and this test is
+        # about what every stage writes (test_clock_skips_what_does_not_fit covers the skipping).
+        [sys.executable, str(ROOT / "bench" / "gpu_proof.py"), "--smoke", "--budget-s", "1e6"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -70,6 +72,18 @@ def test_smoke_writes_every_stage(tmp_path):
     block = benchmarks_table.render(out, include_cpu=True)
     for stage in STAGES:
         assert f"gpu_proof_{stage}_cpu.json" in block
+
+
+def test_clock_skips_what_does_not_fit(capsys):
+    import gpu_proof
+
+    clock = gpu_proof.Clock(budget_s=100.0, priors={"compile_s": {}, "iterations_per_s": {}})
+    clock.start -= 30.0  # as if 30 s of the call were spent
+    assert clock.fits(60.0, "step a")
+    assert not clock.fits(80.0, "step b")
+    printed = capsys.readouterr().out
+    assert "step a: estimated 60 s, 70 s left" in printed
+    assert "skipped step b: estimated 80 s, 70 s left of the 100 s budget" in printed
 
 
 def test_smoke_results_stay_out_of_the_readme(tmp_path):
