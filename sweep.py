@@ -39,12 +39,15 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import sys
+import threading
 import time
-from typing import Any
+import traceback
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 
 import envs
@@ -59,13 +62,19 @@ from plots.results import (
     solved_threshold,
 )
 
+ROOT = pathlib.Path(__file__).resolve().parent
 FORMAT = "fasttd3x-sweep/1"
 CHECKPOINT_FORMAT = "fasttd3x-checkpoint/1"
 METRICS = ("env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean")
 # The default job: 16 seeds at each of the two PRE_TANH_PENALTY values that solved at least 62 of
-# 64 tuning seeds (bench/results/tuning_pendulum).
+# 64 tuning seeds (bench/results/tuning_pendulum). The grid was tuned on Pendulum-v1 only, so it is
+# the default there alone; any other task runs its config's settings unless --grid says otherwise.
 DEFAULT_SEEDS = 16
+DEFAULT_GRID_ENV = "Pendulum-v1"
 DEFAULT_GRID = ["PRE_TANH_PENALTY=1e-3,1e-2"]
+# Above these sizes a config is the reference's GPU setup, and a CPU run warns before compiling.
+# The gymnax defaults (16 envs, batch 128, widths 128/64) run in minutes on two cores.
+CPU_SIZE_LIMITS = {"NUM_ENVS": 128, "BATCH_SIZE": 8192, "CRITIC_HIDDEN_DIM": 512, "ACTOR_HIDDEN_DIM": 256}
 
 
 # ==================================================================================================
@@ -87,8 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="append",
         metavar="KEY=V1,V2,...",
         help="traced setting to sweep inside one program (repeatable; the grid is the cartesian "
-        f"product). Keys: {', '.join(ft.HPARAM_DEFAULTS)}. Default when no --grid/--set is "
-        f"given: {' '.join(DEFAULT_GRID)}",
+        f"product). Keys: {', '.join(ft.HPARAM_DEFAULTS)}. Default for {DEFAULT_GRID_ENV}, where it was "
+        f"tuned, when no --grid/--set is given: {' '.join(DEFAULT_GRID)}; other tasks: no grid",
     )
     parser.add_argument(
         "--set",
@@ -123,7 +132,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "work (default: no checkpoints; a killed call restarts from its beginning)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip drawing the plots at the end")
-    parser.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines (per evaluation and inside long ones)"
+    )
+    parser.add_argument(
+        "--watchdog",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="report (without stopping) when the sweep shows no progress for this long: what it "
+        "waits on and where; 0 turns it off",
+    )
     parser.add_argument(
         "--distributed",
         action="store_true",
@@ -147,10 +166,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--checkpoint-every must be at least 1 evaluation, got {args.checkpoint_every}")
     if args.chunk is not None and args.chunk < 1:
         parser.error(f"--chunk must be at least 1, got {args.chunk}")
+    if not np.isfinite(args.watchdog) or args.watchdog < 0:
+        parser.error(f"--watchdog must be a number of seconds >= 0 (0: off), got {args.watchdog}")
     if args.solved_at is not None and not np.isfinite(args.solved_at):
         parser.error(f"--solved-at must be a finite return, got {args.solved_at}")
     if args.grid is None:
-        args.grid = [] if args.set else list(DEFAULT_GRID)
+        args.grid = list(DEFAULT_GRID) if args.env == DEFAULT_GRID_ENV and not args.set else []
     return args
 
 
@@ -381,16 +402,16 @@ def _least_free_memory(free: int) -> int:
 
 class CallPrograms:
     """The two compiled programs of one static combination, vmapped over calls of `num_agents`
-    agents and sharded over all devices: `init` starts new agents, `run(state, n)` trains them n
-    more evaluations. Construction traces `init` once, which gives the state's shapes (what a
-    checkpoint holds, how one is placed back); `compile` builds the programs a sweep needs, side
-    by side, before the first call (init only when some call starts from scratch); a run program
-    for another eval count (a resume with another --checkpoint-every) compiles on first use. A
-    sweep with or without checkpoints runs the same `run` programs, so a resumed call equals an
-    uninterrupted one bit for bit."""
+    agents and sharded over all devices: `init` starts new agents, `run(state)` trains them one
+    more evaluation. Construction traces `init` once, which gives the state's shapes (what a
+    checkpoint holds, how one is placed back); `compile` builds both side by side before the first
+    call (init only when some call starts from scratch). Every call advances one evaluation at a
+    time with the same `run` program, checkpointed or not, stopped and resumed or not, so a resumed
+    call equals an uninterrupted one bit for bit, and a stop request is honoured at the next
+    evaluation. `progress` and `heartbeat` are host callbacks (see `ft.make_train_loop`)."""
 
-    def __init__(self, config: dict, mesh, progress: bool, num_agents: int):
-        self.loop = ft.make_train_loop(config, ft.ProgressPrinter(config) if progress else None)
+    def __init__(self, config: dict, mesh, num_agents: int, progress=None, heartbeat=None):
+        self.loop = ft.make_train_loop(config, progress, heartbeat)
         agents = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
         shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         self.state_sharding = jax.tree.map(
@@ -407,20 +428,13 @@ class CallPrograms:
         hp = {key: per_agent((num_agents,), jnp.float32) for key in ft.HPARAM_DEFAULTS}
         self._lowered_init = init.lower(rngs, hp)  # tracing init traces the env reset: done once
         self._state_template = self._lowered_init.out_info
-        self._init = None  # compiled by `compile` when a call starts from scratch
-        self._runs: dict[int, Any] = {}
+        self._init = self._run = None  # compiled by `compile`
         self._agents, self._shared = agents, shared
         self.compile_seconds = time.perf_counter() - start
 
-    def _compiled(self, jitted, *args):
-        start = time.perf_counter()
-        compiled = jitted.lower(*args).compile()
-        self.compile_seconds += time.perf_counter() - start
-        return compiled
-
-    def _run_jit(self, num_evals: int):
+    def _run_jit(self):
         run = jax.vmap(
-            functools.partial(self.loop.run, num_evals=num_evals),
+            functools.partial(self.loop.run, num_evals=1),
             in_axes=(ft.RUNNER_AXES,),
             out_axes=(ft.RUNNER_AXES, 0),
         )
@@ -431,29 +445,26 @@ class CallPrograms:
             donate_argnums=0,  # the state is replaced, never read again: reuse its memory
         )
 
-    def compile(self, eval_counts: set[int], with_init: bool = True) -> None:
-        """Compiles the `run` programs for `eval_counts` evals, and `init` if `with_init` (a
-        sweep whose calls all resume from checkpoints never starts an agent), at once. XLA
-        compiles outside the GIL, so the env's reset (in init) and its step (in run), tens of
-        seconds each for an MJX robot, compile side by side."""
+    def compile(self, with_init: bool = True) -> None:
+        """Compiles `run`, and `init` if `with_init` (a sweep whose calls all resume from
+        checkpoints never starts an agent), at once. XLA compiles outside the GIL, so the env's
+        reset (in init) and its step (in run), tens of seconds each for an MJX robot, compile
+        side by side."""
         start = time.perf_counter()
-        lowered = {"init": self._lowered_init} if with_init else {}
-        for n in sorted(eval_counts - set(self._runs)):
-            lowered[n] = self._run_jit(n).lower(self._state_template)
+        lowered = {"run": self._run_jit().lower(self._state_template)}
+        if with_init:
+            lowered["init"] = self._lowered_init
         with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
             compiled = dict(zip(lowered, pool.map(lambda program: program.compile(), lowered.values())))
-        if with_init:
-            self._init = compiled.pop("init")
-        self._runs.update(compiled)
+        self._run, self._init = compiled["run"], compiled.get("init")
         self.compile_seconds += time.perf_counter() - start
 
     def init(self, rngs, hparams):
         return self._init(rngs, hparams)  # compiled by `compile`
 
-    def run(self, state, num_evals: int):
-        if num_evals not in self._runs:  # a resume with another --checkpoint-every
-            self._runs[num_evals] = self._compiled(self._run_jit(num_evals), state)
-        return self._runs[num_evals](state)
+    def run(self, state):
+        """One more evaluation of every agent of the call: (state, that evaluation's metrics)."""
+        return self._run(state)
 
     def state_bytes(self) -> int:
         """Bytes of a call's complete state: what one checkpoint holds."""
@@ -548,8 +559,8 @@ def _check_checkpoint_disk(combo_dir: pathlib.Path, per_call: int, agents: int) 
 
 
 def _wait(tree):
-    """Blocks until `tree` is computed while still handling Ctrl-C (a blocking read would hold
-    signal handlers back until a long device call ends)."""
+    """Blocks until `tree` is computed. On an accelerator a call returns at once and the main
+    thread waits here, polling, where the watchdog sees it; on the CPU the call itself computes."""
     for leaf in jax.tree.leaves(tree):
         while not leaf.is_ready():
             time.sleep(0.05)
@@ -561,26 +572,55 @@ class Interrupted(Exception):
 
 
 class StopRequest:
-    """SIGINT/SIGTERM handling: the first signal asks the sweep to stop at its next safe point
-    (after the running device call, with everything finished written); a second stops at once,
-    losing only the running call's work since its last checkpoint."""
+    """SIGINT/SIGTERM that act whatever the main thread is doing.
+
+    Python runs signal handlers in the main thread between bytecodes, so while that thread waits
+    inside XLA (compiling, or in a device call) a handler would wait too. Here the C-level
+    handler only writes the signal to a socket (`signal.set_wakeup_fd`) and a daemon thread acts
+    on it at once: the first signal asks the sweep to stop at the next evaluation, with a
+    checkpoint of the running call and every finished result written; a second ends the process
+    at once (exit 130, or 143 for SIGTERM), losing only the running call's work since its last
+    checkpoint (writes are atomic, so no file is left half-written)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.signal_name: str | None = None
+        self.resume_hint = ""
+        self._sockets = None
 
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+    def install(self, resume_hint: str) -> None:
+        """From the main thread, before the sweep starts."""
+        self.resume_hint = resume_hint
+        receiver, sender = socket.socketpair()
+        sender.setblocking(False)
+        self._sockets = (receiver, sender)
+        for sig in self.SIGNALS:
+            signal.signal(sig, lambda signum, frame: None)  # acted on by the thread below
+        signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+        threading.Thread(target=self._listen, args=(receiver,), daemon=True, name="stop-request").start()
 
-    def _handle(self, signum, frame) -> None:
-        if self.signal_name is not None:
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
+    def _listen(self, receiver: socket.socket) -> None:
+        while True:
+            for signum in receiver.recv(64):
+                if signum in self.SIGNALS:
+                    self._on_signal(signal.Signals(signum).name)
+
+    def _on_signal(self, name: str) -> None:
+        if self.signal_name is None:
+            self.signal_name = name
+            print(
+                f"\n{name}: stopping after the running evaluation, with a checkpoint of the running "
+                "call and every finished result written. Send it again to stop at once.",
+                flush=True,
+            )
+            return
         print(
-            f"\n{self.signal_name}: stopping after the running device call and writing what it "
-            "finishes (a checkpoint with --checkpoint-every). Send it again to stop at once.",
+            f"\n{name} again: stopped at once; finished agents and the last checkpoints are kept, "
+            f"the running call's later work is lost; {self.resume_hint}",
             flush=True,
         )
+        os._exit(143 if name == "SIGTERM" else 130)
 
     def requested(self) -> bool:
         """Whether any process was asked to stop (all processes must stop at the same call)."""
@@ -592,7 +632,95 @@ class StopRequest:
         return bool(np.max(asked))
 
 
+class Watchdog:
+    """Speaks up when a sweep shows no sign of life for `seconds`: what it is doing, for how
+    long, and where its main thread is. Signs of life are heartbeats from inside device calls,
+    finished evaluations and each new stage (`doing`). It only reports; it stops nothing."""
+
+    def __init__(self):
+        self.seconds: float | None = None
+        self.what = "starting"
+        self.last = time.monotonic()
+        self._main = threading.main_thread()
+
+    def start(self, seconds: float) -> None:
+        """Watches from now on (a second call only changes the interval)."""
+        first = self.seconds is None
+        self.seconds = seconds
+        self.beat()
+        if first:
+            threading.Thread(target=self._watch, daemon=True, name="watchdog").start()
+
+    def doing(self, what: str) -> None:
+        self.what = what
+        self.beat()
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def silence(self) -> str | None:
+        """The report to print now, if the sweep has been silent for `seconds` or more."""
+        quiet = time.monotonic() - self.last
+        if self.seconds is None or quiet < self.seconds:
+            return None
+        frame = sys._current_frames().get(self._main.ident)
+        stack = traceback.extract_stack(frame) if frame is not None else []
+        ours = [f for f in stack if _is_ours(f.filename)]
+        places = [f"{pathlib.Path(f.filename).name}:{f.lineno} {f.name}" for f in (ours[-1:] + stack[-1:])]
+        return (
+            f"watchdog: no progress for {quiet:.0f} s while {self.what}; the main thread is at "
+            f"{', inside '.join(dict.fromkeys(places)) or 'an unknown place'}. Still waiting (--watchdog "
+            "sets this interval)."
+        )
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(self.seconds, 5.0))
+            report = self.silence()
+            if report:
+                print(report, flush=True)
+                self.beat()  # the next report comes after another silent interval
+
+
+def _is_ours(filename: str) -> bool:
+    """A file of this project (not of an installed package, even in a venv inside it)."""
+    return pathlib.Path(filename).is_relative_to(ROOT) and "site-packages" not in filename
+
+
+def _reporters(printer: ft.ProgressPrinter | None):
+    """(progress, heartbeat) callbacks for the train loop: each beats the watchdog, and prints
+    through `printer` unless the sweep is --quiet."""
+
+    def progress(chunk):
+        WATCHDOG.beat()
+        if printer is not None:
+            printer(chunk)
+
+    def heartbeat(done):
+        WATCHDOG.beat()
+        if printer is not None:
+            printer.heartbeat(done)
+
+    return progress, heartbeat
+
+
+def cpu_size_warning(config: dict, platform: str) -> str | None:
+    """A warning when a config sized for a GPU is about to run on a CPU, naming what to shrink."""
+    big = {key: config[key] for key, limit in CPU_SIZE_LIMITS.items() if config[key] > limit}
+    if platform != "cpu" or not big:
+        return None
+    sizes = ", ".join(f"{key}={value}" for key, value in big.items())
+    smaller = " ".join(f"--set {key}={CPU_SIZE_LIMITS[key]}" for key in big)
+    return (
+        f"{sizes} {'is' if len(big) == 1 else 'are'} GPU-sized: on a CPU one evaluation interval "
+        f"(EVAL_INTERVAL={config['EVAL_INTERVAL']} iterations) can take hours. The progress lines "
+        f"below give the measured rate and an estimate. For a CPU run, shrink them, e.g. {smaller} "
+        "(smaller, not tuned for learning), and EVAL_INTERVAL."
+    )
+
+
 STOP = StopRequest()
+WATCHDOG = Watchdog()
 
 
 def _to_host(tree):
@@ -645,9 +773,12 @@ def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:
             )
 
 
-def run_sweep(args: argparse.Namespace) -> pathlib.Path:
+def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathlib.Path:
+    """The sweep `args` describe; `cpu_layout` says how the CPU devices were chosen (printed on CPU)."""
     init_distributed(args)
     writer = jax.process_index() == 0  # the other processes compute and write nothing
+    if writer and args.watchdog:  # heartbeats come from the first device, which process 0 holds
+        WATCHDOG.start(args.watchdog)
     grid = parse_grid(args.grid)
     fixed, looped = parse_set(args.set)
     combos = grid_points(looped)
@@ -681,6 +812,8 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         f"{args.seeds} seeds = {total * len(combos)} agents on {len(devices)} {devices[0].device_kind}"
         + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
     )
+    if cpu_layout and devices[0].platform == "cpu":
+        print(f"  {cpu_layout}")
     start = time.perf_counter()
     for c, (combo, config, hp) in enumerate(zip(combos, configs, hparams)):
         if c > 0 and STOP.requested():
@@ -718,25 +851,28 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
         ranges = pending_ranges(done, total, chunk)
         if done:
             print(f"{label}: resuming, {len(done)} of {total} agents already finished")
-        programs = CallPrograms(config, mesh, progress=not args.quiet, num_agents=chunk)
+        warning = cpu_size_warning(config, devices[0].platform)
+        if warning:
+            print(f"{label}: WARNING: {warning}", flush=True)
+        printer = None if args.quiet else ft.ProgressPrinter(config)
+        WATCHDOG.doing(f"tracing and compiling {label}")
+        programs = CallPrograms(config, mesh, chunk, *_reporters(printer))
         num_evals = programs.loop.num_evals
-        segment = min(args.checkpoint_every or num_evals, num_evals)
         if args.checkpoint_every:
             _check_checkpoint_disk(combo_dir, programs.state_bytes(), chunk)
         checkpoints = [_checkpoint_path(combo_dir, lo, hi) for lo, hi in ranges]
         for checkpoint in checkpoints:
             checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a killed write
         resumes = _process_0_view(np.array([c.exists() for c in checkpoints], np.int32)).astype(bool)
-        counts = {segment, num_evals % segment or segment}
-        programs.compile(counts, with_init=not resumes.all())
-        print(f"{label}: compiled in {programs.compile_seconds:.1f} s")
+        programs.compile(with_init=not resumes.all())
+        print(f"{label}: compiled in {programs.compile_seconds:.1f} s", flush=True)
         for k, ((lo, hi), checkpoint, resumed) in enumerate(zip(ranges, checkpoints, resumes)):
             agents = np.arange(lo, hi)
             n = len(agents)
             padded = np.concatenate([agents, np.full(chunk - n, agents[-1])])
             chunk_hp = {key: values[padded] for key, values in hp.items()}
             # Run seconds leave compilation out and carry over a resume (they time the learning curve).
-            t0, compiled_before = time.perf_counter(), programs.compile_seconds
+            t0 = time.perf_counter()
             resumed_at, run_before = None, 0.0
             if resumed:
                 leaves, history, meta = load_checkpoint(checkpoint)
@@ -756,23 +892,24 @@ def run_sweep(args: argparse.Namespace) -> pathlib.Path:
                 state = programs.init(*_global_arrays((seed_rngs[padded % args.seeds], chunk_hp), mesh))
                 history, evals = [], 0
             while evals < num_evals:
-                steps = min(segment, num_evals - evals)
-                state, metrics = programs.run(state, steps)
+                WATCHDOG.doing(f"running agents {lo}-{hi - 1}, eval {evals + 1}/{num_evals}")
+                state, metrics = programs.run(state)
                 history.append(_to_host(_wait(metrics)))
-                evals += steps
-                compiling = programs.compile_seconds - compiled_before
-                run_s = run_before + time.perf_counter() - t0 - compiling
-                if args.checkpoint_every and evals < num_evals:
+                evals += 1
+                run_s = run_before + time.perf_counter() - t0
+                if evals == num_evals:
+                    break
+                stop = STOP.requested()
+                if stop or (args.checkpoint_every and evals % args.checkpoint_every == 0):
                     history = [_concat_metrics(history)]
                     save_checkpoint(
                         checkpoint, state, history[0], {"evals_done": evals, "run_seconds": run_s}
                     )
-                if evals < num_evals and STOP.requested():
+                if stop:
                     raise Interrupted(
                         f"stopped at eval {evals}/{num_evals} of agents {lo}-{hi - 1}, checkpoint saved"
                     )
-            if compiling:
-                print(f"{label}: compiled in {compiling:.1f} s")
+            WATCHDOG.doing(f"writing the results of agents {lo}-{hi - 1}")
             metrics = {name: values[:n] for name, values in _concat_metrics(history).items()}
             metrics["env_steps"] = np.tile(ft.env_steps_at_evals(config), (n, 1))  # int64, exact
             flagged = agents[
@@ -886,35 +1023,55 @@ def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def use_every_cpu_core() -> None:
-    """One XLA host device per CPU core, so a sweep on CPU shards its agents over all cores
-    (one host device runs these small kernels on about one core). Takes effect only before JAX
-    starts its backends, as in `python sweep.py`; a device count in XLA_FLAGS wins."""
+# jaxlib 0.10.x (the Python 3.11 pin) splits the batch of its CPU LAPACK kernels over XLA's CPU
+# thread pool (one thread per core) and blocks until the pieces are done; 0.11.2 (the Python 3.12
+# pin) runs them in the calling thread. MJX's constraint solver factorizes with those kernels, so
+# every Brax and Playground task calls them, for every env at once.
+LAPACK_BLOCKS_POOL = tuple(int(part) for part in jaxlib.__version__.split(".")[:3]) < (0, 11, 1)
+
+
+def cpu_device_count(env_name: str, cores: int) -> tuple[int, str]:
+    """Host devices for a sweep on `cores` CPU cores, and why.
+
+    One device per core spreads the agents over every core (one host device runs these small
+    kernels on about one core). But each device's computation occupies a thread of the same
+    pool, so on a jaxlib whose LAPACK kernels block that pool (`LAPACK_BLOCKS_POOL`) an MJX task
+    with a device on every core can leave no thread to do the kernels' work: every device waits
+    for it and the sweep sits at 0% CPU forever (seen with CheetahRun at the reference's sizes on
+    2 cores). Those tasks leave one core's thread free. Decided by name alone (importing gymnax
+    would start JAX's backends before the device count is set)."""
+    if not LAPACK_BLOCKS_POOL or env_name in envs.GYMNAX_CONTINUOUS:
+        return cores, "one per core"
+    return max(cores - 1, 1), (
+        f"one per core but one: MJX tasks on jaxlib {jaxlib.__version__} need a free CPU thread for "
+        "its batched LAPACK kernels, or every device waits on them forever"
+    )
+
+
+def choose_cpu_devices(env_name: str) -> str | None:
+    """Sets XLA_FLAGS' host device count for `env_name` (`cpu_device_count`) and says why; takes
+    effect only before JAX starts its backends, as in `python sweep.py`. A device count already
+    in XLA_FLAGS wins (None)."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        count = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
-        os.environ["XLA_FLAGS"] = f"{flags} {count}".strip()
+    if "xla_force_host_platform_device_count" in flags:
+        return None
+    count, why = cpu_device_count(env_name, os.cpu_count() or 1)
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    return f"{count} CPU device(s), {why}"
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    use_every_cpu_core()
-    STOP.install()
+    layout = choose_cpu_devices(args.env)
     resume = "rerun the same command to resume: python " + " ".join(sys.argv)
+    STOP.install(resume)
     try:
-        out = run_sweep(args)
+        out = run_sweep(args, layout)
     except (ValueError, MemoryError) as error:
         sys.exit(f"sweep.py: error: {error}")
     except Interrupted as stop:
         print(f"{STOP.signal_name}: {stop}; every finished agent is written; {resume}", flush=True)
         sys.exit(143 if STOP.signal_name == "SIGTERM" else 130)
-    except KeyboardInterrupt:
-        print(
-            "stopped at once: finished agents and the last checkpoints are kept, the running call's "
-            f"later work is lost; {resume}",
-            flush=True,
-        )
-        sys.exit(130)
     if jax.process_index() != 0:
         return  # process 0 writes the summary and the plots
     summarize(out, args.solved_at)

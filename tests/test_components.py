@@ -457,3 +457,35 @@ def test_purejaxrl_only_keys_are_refused_naming_ours(key, ours):
     assert set(configs.PUREJAXRL_ONLY).isdisjoint(ft.STATIC_DEFAULTS) and set(
         configs.PUREJAXRL_ONLY
     ).isdisjoint(ft.HPARAM_DEFAULTS)
+
+
+# ==================================================================================================
+# Progress reports
+# ==================================================================================================
+@pytest.mark.parametrize(
+    "interval, segments",
+    [(1, 0), (100, 0), (999, 0), (1_000, 100), (1_009, 1), (4_000, 400), (5_000, 500), (1_000_000, 500)],
+)
+def test_heartbeat_segments_divide_the_interval_within_limits(interval, segments):
+    """Intervals of 1,000 iterations or more report evenly: at most 500 times, every 10
+    iterations or more (a prime interval once, at its end); shorter ones at evaluations only."""
+    assert ft.heartbeat_segments(interval) == segments
+
+
+def test_progress_printer_gives_rate_and_time_left(monkeypatch, capsys):
+    clock = iter([0.0, 100.0, 100.0, 100.0, 160.0, 160.0, 160.0, 170.0, 170.0, 600.0, 600.0])
+    monkeypatch.setattr(ft.time, "perf_counter", lambda: next(clock))
+    config = ft.make_config("Pendulum-v1", EVAL_INTERVAL=1_000, TOTAL_TIMESTEPS=10_000)
+    printer = ft.ProgressPrinter(config, min_seconds=30.0)  # t=0
+    printer.heartbeat(1)  # t=100: the first report is the rate's origin: no rate yet
+    first = capsys.readouterr().out
+    assert "eval 1/10 in progress: 1/1,000 iterations (the rate and the time left follow)" in first, first
+    printer.heartbeat(61)  # t=160: 60 iterations in 60 s
+    line = capsys.readouterr().out
+    assert "eval 1/10 in progress: 61/1,000 iterations, 1.00 it/s" in line, line
+    assert "the run in 2.8 h" in line, line  # 9,939 iterations left at 1 it/s
+    printer.heartbeat(81)  # t=170: 10 s after the last line, under min_seconds: silent
+    assert capsys.readouterr().out == ""
+    printer(0)  # t=600: eval 1 done, 999 iterations in 500 s
+    line = capsys.readouterr().out
+    assert "eval 1/10" in line and "2.0 it/s" in line and "run ETA 75.1 min" in line, line

@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 
 import jax
 import numpy as np
@@ -17,6 +18,10 @@ import sweep
 from shared_configs import TINY_AGENT, set_items
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_cpu_deadlock  # noqa: E402
+
 TINY = set_items(dict(TINY_AGENT, NUM_EVAL_ENVS=2, BUFFER_SIZE=40, EPISODE_LENGTH=25))
 
 
@@ -355,12 +360,87 @@ def test_default_job_and_cpu_devices(monkeypatch):
     assert args.env == "Pendulum-v1" and args.seeds == 16
     assert sweep.parse_grid(args.grid) == {"PRE_TANH_PENALTY": [1e-3, 1e-2]}
     assert sweep.parse_args(["--set", "NUM_ENVS=8"]).grid == []  # any --set: no default grid
+    # The grid was tuned on Pendulum-v1: other tasks run their own config's settings.
+    assert sweep.parse_args(["--env", "CheetahRun"]).grid == []
+    assert sweep.parse_args(["--env", "MountainCarContinuous-v0"]).grid == []
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
-    sweep.use_every_cpu_core()
+    assert sweep.choose_cpu_devices("Pendulum-v1") == "6 CPU device(s), one per core"
     assert (
         os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=6"
     )
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
-    sweep.use_every_cpu_core()
+    assert sweep.choose_cpu_devices("CheetahRun") is None  # the user's count wins
     assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=3"
+
+
+@pytest.mark.parametrize("cores", [1, 2, 16])
+def test_mjx_tasks_leave_a_cpu_thread_free_where_lapack_blocks_it(cores):
+    assert sweep.cpu_device_count("Pendulum-v1", cores) == (cores, "one per core")
+    count, why = sweep.cpu_device_count("CheetahRun", cores)
+    if sweep.LAPACK_BLOCKS_POOL:  # jaxlib 0.10.x, the Python 3.11 pin
+        assert count == max(cores - 1, 1) and "LAPACK" in why, why
+    else:
+        assert count == cores
+    assert sweep.cpu_device_count("inverted_pendulum", cores)[0] == count  # Brax runs on MJX too
+
+
+def test_sharded_lapack_kernels_finish_on_the_layout_the_sweep_chooses():
+    """Batched Cholesky factorizations, what MJX's constraint solver runs every physics step,
+    sharded over the host devices the sweep gives an MJX task. With a device on every core,
+    jaxlib 0.10.2 waits here forever (bench/results/cpu_deadlock_cpu.json)."""
+    count, _ = sweep.cpu_device_count("CheetahRun", os.cpu_count() or 1)
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
+    }
+    try:  # seconds of work: only a deadlock reaches the limit
+        proc = subprocess.run(
+            [sys.executable, "-c", bench_cpu_deadlock.PROGRAM],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"batched LAPACK kernels on {count} host devices waited forever")
+    assert proc.returncode == 0, proc.stderr
+    assert f"finished on {count} devices: True" in proc.stdout, proc.stdout
+
+
+def test_gpu_sized_config_on_cpu_is_warned_with_what_to_shrink():
+    cheetah = ft.make_config("CheetahRun")  # the reference's sizes: 1024 envs, batch 32768
+    warning = sweep.cpu_size_warning(cheetah, "cpu")
+    for key in ("NUM_ENVS=1024", "BATCH_SIZE=32768", "CRITIC_HIDDEN_DIM=1024", "ACTOR_HIDDEN_DIM=512"):
+        assert key in warning, warning
+    assert "--set NUM_ENVS=128" in warning and "EVAL_INTERVAL=5000" in warning, warning
+    assert sweep.cpu_size_warning(cheetah, "gpu") is None
+    assert sweep.cpu_size_warning(ft.make_config("Pendulum-v1"), "cpu") is None
+    one = sweep.cpu_size_warning(ft.make_config("Pendulum-v1", NUM_ENVS=256, BATCH_SIZE=512), "cpu")
+    assert "NUM_ENVS=256 is GPU-sized" in one and "BATCH_SIZE" not in one, one
+
+
+def test_watchdog_names_what_it_waits_on_and_where():
+    release = threading.Event()
+
+    def waiting_on_the_device():  # stands for the main thread inside a long device call
+        release.wait()
+
+    waiter = threading.Thread(target=waiting_on_the_device, daemon=True)
+    waiter.start()
+    dog = sweep.Watchdog()
+    dog._main = waiter  # the thread whose place it names
+    assert dog.silence() is None  # not started: never reports
+    dog.seconds = 5.0
+    dog.doing("running agents 0-3, eval 2/20")
+    assert dog.silence() is None  # a sign of life just now
+    dog.last -= 6.0
+    report = dog.silence()
+    release.set()
+    assert report.startswith("watchdog: no progress for 6 s while running agents 0-3, eval 2/20"), report
+    # Where our code waits, and inside what: the innermost frame of the project and of all.
+    assert "the main thread is at test_sweep.py:" in report and "waiting_on_the_device" in report, report
+    assert ", inside threading.py:" in report, report
+    dog.beat()
+    assert dog.silence() is None
