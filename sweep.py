@@ -590,14 +590,22 @@ class StopRequest:
         self._sockets = None
 
     def install(self, resume_hint: str) -> None:
-        """From the main thread, before the sweep starts."""
+        """From the main thread, before the sweep starts. Where the process already has a wakeup
+        fd (an event loop's: sweep.main called from a notebook kernel), signals stay the host's."""
         self.resume_hint = resume_hint
+        if threading.current_thread() is not threading.main_thread():
+            return
         receiver, sender = socket.socketpair()
         sender.setblocking(False)
+        previous = signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+        if previous != -1:
+            signal.set_wakeup_fd(previous)
+            receiver.close()
+            sender.close()
+            return
         self._sockets = (receiver, sender)
         for sig in self.SIGNALS:
             signal.signal(sig, lambda signum, frame: None)  # acted on by the thread below
-        signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
         threading.Thread(target=self._listen, args=(receiver,), daemon=True, name="stop-request").start()
 
     def _listen(self, receiver: socket.socket) -> None:
