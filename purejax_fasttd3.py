@@ -26,6 +26,7 @@ to shared/reference/fasttd3_spec.md.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, NamedTuple
@@ -355,7 +356,7 @@ def episode_returns(env: envs.Env, policy, states: envs.EnvState) -> jax.Array:
 
 
 # ==================================================================================================
-# TRAIN
+# TRAIN STATE
 # ==================================================================================================
 class TrainState(NamedTuple):
     """Everything learned; returned as `runner_state`."""
@@ -387,18 +388,344 @@ class Runner(NamedTuple):
     rng: jax.Array
 
 
-class IterationStats(NamedTuple):
-    """Scalars one iteration adds to its chunk's metrics."""
+class UpdateStats(NamedTuple):
+    """What one iteration's learning step adds up (zeros during warm-up)."""
 
-    finished_return: jax.Array  # sum of returns of episodes that ended
-    finished_episodes: jax.Array  # int32, like every count here: exact at any scale
     critic_loss: jax.Array  # sums over the iteration's updates
     q_mean: jax.Array
-    critic_updates: jax.Array  # int32
+    critic_updates: jax.Array  # int32, like every count here: exact at any scale
     actor_loss: jax.Array
     actor_updates: jax.Array  # int32
 
 
+class IterationStats(NamedTuple):
+    """Scalars one iteration adds to its chunk's metrics."""
+
+    finished_return: jax.Array  # sum of returns of episodes that ended
+    finished_episodes: jax.Array  # int32
+    updates: UpdateStats
+
+
+# ==================================================================================================
+# LEARNER: module-level pieces taking what they need (networks, static config, traced `hp`, state)
+# ==================================================================================================
+class Networks(NamedTuple):
+    """One agent's flax modules (static: they hold shapes and dtypes, no parameters)."""
+
+    actor: Actor
+    critic: DistributionalCritic
+
+    def twin_critic(self, critic_params, obs, action) -> jax.Array:
+        """Logits of both critics, [2, B, atoms]: their parameters are stacked on axis 0."""
+        return jax.vmap(self.critic.apply, in_axes=(0, None, None))(critic_params, obs, action)
+
+
+def make_networks(config: dict, env: envs.Env) -> Networks:
+    dtype = jnp.dtype(config["COMPUTE_DTYPE"])
+    return Networks(
+        actor=Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], dtype),
+        critic=DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], dtype),
+    )
+
+
+class LearnerInputs(NamedTuple):
+    """A batch's network inputs, normalized: the actor's and the critic's (the same arrays
+    unless the task has privileged observations)."""
+
+    obs: jax.Array
+    next_obs: jax.Array
+    critic_obs: jax.Array
+    next_critic_obs: jax.Array
+
+
+def observe(config: dict, norm: Normalizer, x) -> tuple[Normalizer, jax.Array]:
+    """Update-then-normalize, as every reference normalizer call in training does."""
+    if not config["OBS_NORMALIZATION"]:
+        return norm, x
+    norm = normalizer_update(norm, x)
+    return norm, normalize(norm, x)
+
+
+def adamw(hp: dict) -> optax.GradientTransformation:
+    """The reference's AdamW; the learning rate is set per update (`apply_adamw`)."""
+    return optax.inject_hyperparams(optax.adamw)(
+        learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=hp["WEIGHT_DECAY"]
+    )
+
+
+def apply_adamw(hp: dict, params, opt_state, grads, lr):
+    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
+    updates, opt_state = adamw(hp).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def cosine_lr(config: dict, start, end, iteration):
+    """The reference's per-iteration CosineAnnealingLR, held at `end` past the run."""
+    progress_frac = jnp.minimum(iteration / config["TOTAL_TIMESTEPS"], 1.0)
+    return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress_frac))
+
+
+def critic_inputs(config: dict, ts: TrainState, batch: Batch) -> tuple[TrainState, LearnerInputs]:
+    """Normalizes a batch in the reference's order; every call updates the stats."""
+    obs_norm, obs = observe(config, ts.obs_norm, batch.obs)
+    obs_norm, next_obs = observe(config, obs_norm, batch.next_obs)
+    critic_norm = ts.critic_norm
+    if batch.privileged.shape[-1] > 0:  # asymmetric: the critic sees obs + privileged
+        critic_norm, critic_obs = observe(
+            config, critic_norm, jnp.concatenate([batch.obs, batch.privileged], -1)
+        )
+        critic_norm, next_critic_obs = observe(
+            config, critic_norm, jnp.concatenate([batch.next_obs, batch.next_privileged], -1)
+        )
+    else:  # the critic reads the actor-normalized observation
+        critic_obs, next_critic_obs = obs, next_obs
+    ts = ts._replace(obs_norm=obs_norm, critic_norm=critic_norm)
+    return ts, LearnerInputs(obs, next_obs, critic_obs, next_critic_obs)
+
+
+def critic_update(
+    nets: Networks, config: dict, hp: dict, ts: TrainState, batch: Batch, inputs: LearnerInputs, key, lr
+):
+    """One distributional TD step of both critics: (train state, summed cross-entropy, mean Q)."""
+    support = jnp.linspace(hp["V_MIN"], hp["V_MAX"], config["NUM_ATOMS"])
+    smoothing = jnp.clip(
+        jax.random.normal(key, batch.action.shape) * hp["POLICY_NOISE"], -hp["NOISE_CLIP"], hp["NOISE_CLIP"]
+    )
+    # No target actor: the online actor proposes the next action (spec §3.1).
+    next_action = jnp.clip(nets.actor.apply(ts.actor_params, inputs.next_obs) + smoothing, -1.0, 1.0)
+    target_probs = jax.nn.softmax(
+        nets.twin_critic(ts.target_critic_params, inputs.next_critic_obs, next_action)
+    )
+    project = lambda p: categorical_projection(  # noqa: E731
+        p, batch.reward, batch.bootstrap, batch.discount, hp["V_MIN"], hp["V_MAX"]
+    )
+    targets = jax.vmap(project)(target_probs)  # [2, B, atoms]
+    if config["USE_CDQ"]:  # both critics learn the projected distribution with the lower mean
+        values = targets @ support
+        lower = jnp.where(values[0] < values[1], 1.0, 0.0)[:, None]
+        chosen = lower * targets[0] + (1.0 - lower) * targets[1]
+        targets = jnp.stack([chosen, chosen])
+
+    def loss_fn(critic_params):
+        logits = nets.twin_critic(critic_params, inputs.critic_obs, batch.action)
+        cross_entropy = -(targets * jax.nn.log_softmax(logits)).sum(-1).mean(-1)
+        q_mean = (jax.nn.softmax(logits) @ support).mean()
+        return cross_entropy.sum(), q_mean
+
+    (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.critic_params)
+    params, opt_state = apply_adamw(hp, ts.critic_params, ts.critic_opt_state, grads, lr)
+    return ts._replace(critic_params=params, critic_opt_state=opt_state), loss, q_mean
+
+
+def actor_update(nets: Networks, config: dict, hp: dict, ts: TrainState, inputs: LearnerInputs, lr):
+    """One deterministic policy-gradient step on the critics' (lower) mean Q: (train state, loss)."""
+    support = jnp.linspace(hp["V_MIN"], hp["V_MAX"], config["NUM_ATOMS"])
+
+    def loss_fn(actor_params):
+        action, pre_tanh = nets.actor.apply(actor_params, inputs.obs, with_pre_tanh=True)
+        q = jax.nn.softmax(nets.twin_critic(ts.critic_params, inputs.critic_obs, action)) @ support
+        q = q.min(0) if config["USE_CDQ"] else q.mean(0)
+        return -q.mean() + hp["PRE_TANH_PENALTY"] * jnp.square(pre_tanh).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(ts.actor_params)
+    params, opt_state = apply_adamw(hp, ts.actor_params, ts.actor_opt_state, grads, lr)
+    return ts._replace(actor_params=params, actor_opt_state=opt_state), loss
+
+
+def update_batches(config: dict, buffer: ReplayBuffer, key, gamma) -> Batch:
+    """The batches of all NUM_UPDATES updates, [NUM_UPDATES, BATCH_SIZE, ...]: sampled at once
+    (the buffer does not change in between), then split so each update gets every env's share."""
+    num_envs, num_updates = config["NUM_ENVS"], config["NUM_UPDATES"]
+    per_env = config["BATCH_SIZE"] // num_envs
+    batches = buffer_sample(
+        buffer, key, num_updates * per_env, config["NUM_STEPS"], gamma, config["DISABLE_BOOTSTRAP"]
+    )
+    return jax.tree.map(
+        lambda x: (
+            x.reshape(num_envs, num_updates, per_env, *x.shape[1:])
+            .swapaxes(0, 1)
+            .reshape(num_updates, num_envs * per_env, *x.shape[1:])
+        ),
+        batches,
+    )
+
+
+def learning_step(
+    nets: Networks, config: dict, hp: dict, ts: TrainState, buffer: ReplayBuffer, key, iteration
+):
+    """One iteration's learning: NUM_UPDATES critic updates with Polyak targets, the delayed actor
+    on the reference's cadence. Returns the train state and the losses summed in update order."""
+    num_updates, policy_frequency = config["NUM_UPDATES"], config["POLICY_FREQUENCY"]
+    critic_lr = cosine_lr(config, hp["CRITIC_LEARNING_RATE"], hp["CRITIC_LEARNING_RATE_END"], iteration)
+    actor_lr = cosine_lr(config, hp["ACTOR_LEARNING_RATE"], hp["ACTOR_LEARNING_RATE_END"], iteration)
+    key_sample, key_smooth = jax.random.split(key)
+    batches = update_batches(config, buffer, key_sample, hp["GAMMA"])
+
+    def one_update(carry, update):
+        ts, sums = carry
+        batch, key_i, i = update
+        ts, inputs = critic_inputs(config, ts, batch)
+        ts, critic_loss, q_mean = critic_update(nets, config, hp, ts, batch, inputs, key_i, critic_lr)
+        # The reference updates the actor when the inner index i % freq == 1, or, with one
+        # update per iteration, when iteration % freq == 0. Both predicates are loop
+        # counters, never vmapped data, so the cond stays a real branch under vmap.
+        actor_turn = (i % policy_frequency == 1) if num_updates > 1 else (iteration % policy_frequency == 0)
+        ts, actor_loss, actor_updates = jax.lax.cond(
+            actor_turn,
+            lambda s: (*actor_update(nets, config, hp, s, inputs, actor_lr), jnp.int32(1)),
+            lambda s: (s, jnp.float32(0.0), jnp.int32(0)),
+            ts,
+        )
+        target = optax.incremental_update(ts.critic_params, ts.target_critic_params, hp["TAU"])
+        ts = ts._replace(target_critic_params=target)
+        sums = UpdateStats(
+            critic_loss=sums.critic_loss + critic_loss,
+            q_mean=sums.q_mean + q_mean,
+            critic_updates=sums.critic_updates + 1,
+            actor_loss=sums.actor_loss + actor_loss,
+            actor_updates=sums.actor_updates + actor_updates,
+        )
+        return (ts, sums), None
+
+    # A scan, not a Python loop: compile time and program size stay flat in NUM_UPDATES.
+    updates = (batches, jax.random.split(key_smooth, num_updates), jnp.arange(num_updates))
+    (ts, sums), _ = jax.lax.scan(one_update, (ts, no_updates()), updates)
+    return ts, sums
+
+
+def no_updates() -> UpdateStats:
+    zero, none = jnp.float32(0.0), jnp.int32(0)
+    return UpdateStats(zero, zero, none, zero, none)
+
+
+# ==================================================================================================
+# ITERATION: act, step the envs, store, learn; evaluate
+# ==================================================================================================
+def env_step(nets: Networks, env: envs.Env, config: dict, runner: Runner, keys):
+    """Act with per-env exploration noise, step every env, store the transitions, redraw the
+    exploration scale of envs whose episode ended. Returns the runner and (sum of finished
+    episodes' returns, their count)."""
+    hp, ts = runner.hparams, runner.train_state
+    k_act, k_step, k_scale = keys
+    obs_norm, obs = observe(config, ts.obs_norm, runner.env_state.obs)
+    policy_action = nets.actor.apply(ts.actor_params, obs)
+    # Exploration noise is not clipped here; the env clips, the buffer keeps it raw.
+    action = policy_action + jax.random.normal(k_act, policy_action.shape) * runner.noise_scale[:, None]
+    num_envs = config["NUM_ENVS"]
+    env_state, step = jax.vmap(env.step)(runner.env_state, action, jax.random.split(k_step, num_envs))
+    buffer = buffer_add(runner.buffer, runner.env_state.obs, runner.env_state.privileged, action, step)
+    fresh_scale = jax.random.uniform(k_scale, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"])
+    episode_return = runner.episode_return + step.reward
+    runner = runner._replace(
+        train_state=ts._replace(obs_norm=obs_norm),
+        env_state=env_state,
+        buffer=buffer,
+        noise_scale=jnp.where(step.done, fresh_scale, runner.noise_scale),
+        episode_return=jnp.where(step.done, 0.0, episode_return),
+    )
+    finished = (jnp.where(step.done, episode_return, 0.0).sum(), step.done.sum(dtype=jnp.int32))
+    return runner, finished
+
+
+def iteration_step(nets: Networks, env: envs.Env, config: dict, runner: Runner, iteration):
+    """One iteration: `env_step`, then (after LEARNING_STARTS) `learning_step`."""
+    rng, k_act, k_step, k_scale, k_learn = jax.random.split(runner.rng, 5)
+    runner, (finished_return, finished_episodes) = env_step(
+        nets, env, config, runner, (k_act, k_step, k_scale)
+    )
+    learn = functools.partial(learning_step, nets, config, runner.hparams)
+    skip = lambda ts, buffer, key, iteration: (ts, no_updates())  # noqa: E731
+    # Warm-up gate: the predicate is the (unbatched) iteration index, so under vmap
+    # this stays a real branch and warm-up iterations do no gradient work.
+    ts, updates = jax.lax.cond(
+        iteration > config["LEARNING_STARTS"],
+        learn,
+        skip,
+        runner.train_state,
+        runner.buffer,
+        k_learn,
+        iteration,
+    )
+    stats = IterationStats(finished_return, finished_episodes, updates)
+    return runner._replace(train_state=ts, rng=rng), stats
+
+
+def evaluate(nets: Networks, env: envs.Env, config: dict, ts: TrainState, eval_states: envs.EnvState):
+    """Mean eval return with the deterministic actor and the normalizer frozen."""
+    if config["NUM_EVAL_ENVS"] == 0:
+        return jnp.float32(jnp.nan)
+    normalized = (
+        (lambda obs: normalize(ts.obs_norm, obs)) if config["OBS_NORMALIZATION"] else (lambda obs: obs)
+    )
+    return episode_returns(
+        env, lambda obs: nets.actor.apply(ts.actor_params, normalized(obs)), eval_states
+    ).mean()
+
+
+def chunk_metrics(config: dict, chunk, stats: IterationStats, eval_return) -> dict:
+    """An eval chunk's scalars from its iterations' stats (summed over the chunk)."""
+    stats = jax.tree.map(jnp.sum, stats)
+    updates = stats.updates
+    # Env steps would overflow int32 at scale (16k envs x 150k iterations); the graph counts
+    # iterations, and `env_steps_at_evals(config)` gives env steps exactly.
+    return {
+        "iteration": (chunk + 1) * config["EVAL_INTERVAL"],
+        "eval_return": eval_return,
+        "train_return": stats.finished_return
+        / jnp.where(stats.finished_episodes > 0, stats.finished_episodes, jnp.nan),
+        "critic_loss": updates.critic_loss / updates.critic_updates,
+        "actor_loss": updates.actor_loss / updates.actor_updates,
+        "q_mean": updates.q_mean / updates.critic_updates,
+    }
+
+
+def init_runner(nets: Networks, env: envs.Env, config: dict, rng, hparams=None) -> Runner:
+    """The complete state before the first iteration (`TrainLoop.init`)."""
+    hp = _resolve_hparams(config, hparams)
+    num_envs = config["NUM_ENVS"]
+    rng, k_actor, k_critic, k_env, k_noise, k_eval = jax.random.split(rng, 6)
+    obs_dummy = jnp.zeros((1, env.obs_dim))
+    critic_dummy = jnp.zeros((1, env.obs_dim + env.privileged_dim))
+    act_dummy = jnp.zeros((1, env.action_dim))
+    actor_params = nets.actor.init(k_actor, obs_dummy)
+    actor_params = jax.tree_util.tree_map_with_path(  # head weights ~ N(0, INIT_SCALE)
+        lambda path, x: x * hp["INIT_SCALE"] if _is_head_kernel(path) else x, actor_params
+    )
+    critic_params = jax.vmap(nets.critic.init, in_axes=(0, None, None))(
+        jax.random.split(k_critic, 2), critic_dummy, act_dummy
+    )
+    train_state = TrainState(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_critic_params=critic_params,
+        actor_opt_state=adamw(hp).init(actor_params),
+        critic_opt_state=adamw(hp).init(critic_params),
+        obs_norm=normalizer_init(env.obs_dim),
+        critic_norm=normalizer_init(env.obs_dim + env.privileged_dim),
+    )
+    # One vmapped reset for the training and the evaluation envs: each reset call traces and
+    # compiles the whole simulator's forward pass again (tens of seconds for an MJX robot).
+    reset_keys = jnp.concatenate(
+        [jax.random.split(k_env, num_envs), jax.random.split(k_eval, max(config["NUM_EVAL_ENVS"], 1))]
+    )
+    states = jax.vmap(env.reset)(reset_keys)
+    runner = Runner(
+        train_state=train_state,
+        env_state=jax.tree.map(lambda x: x[:num_envs], states),
+        buffer=buffer_for(config, env),
+        noise_scale=jax.random.uniform(k_noise, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"]),
+        episode_return=jnp.zeros(num_envs),
+        eval_states=jax.tree.map(lambda x: x[num_envs:], states),
+        hparams=hp,
+        evals_done=jnp.int32(0),
+        rng=rng,
+    )
+    return strong_types(runner)
+
+
+# ==================================================================================================
+# TRAIN LOOP
+# ==================================================================================================
 # In-chunk progress: each eval interval runs as a scan over segments of a scan over iterations,
 # with `heartbeat` called after every segment (no cond inside the iteration loop). Segments are
 # at least MIN_HEARTBEAT_ITERATIONS long and at most MAX_HEARTBEATS per interval. Intervals
@@ -461,310 +788,43 @@ def make_train_loop(config: dict, progress=None, heartbeat=None) -> TrainLoop:
     """The two halves of `make_train(config, progress, heartbeat)`'s `train`; see `TrainLoop`."""
     config = dict(config)  # our own copy: later edits by the caller change nothing here
     env = envs.make_env(config)
-    num_envs = config["NUM_ENVS"]
-    num_updates = config["NUM_UPDATES"]
-    policy_frequency = config["POLICY_FREQUENCY"]
-    n_steps = config["NUM_STEPS"]
-    per_env = config["BATCH_SIZE"] // num_envs
+    nets = make_networks(config, env)
     eval_interval = config["EVAL_INTERVAL"]
-    use_cdq = config["USE_CDQ"]
-    obs_normalization = config["OBS_NORMALIZATION"]
-    asymmetric = env.privileged_dim > 0
-    dtype = jnp.dtype(config["COMPUTE_DTYPE"])
+    segments = 0 if heartbeat is None else heartbeat_segments(eval_interval)
 
-    actor = Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], dtype)
-    critic = DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], dtype)
-    twin_critic = jax.vmap(critic.apply, in_axes=(0, None, None))  # -> [2, B, atoms]
+    def counted_iteration_step(carry, iteration):
+        """`iteration_step` that also counts the iterations done (unbatched under vmap). A
+        host callback runs as soon as its operand exists: given this count, which leaves
+        the loop with its results, it reports work done, not work about to start."""
+        runner, done = carry
+        runner, stats = iteration_step(nets, env, config, runner, iteration)
+        return (runner, done + 1), stats
 
-    def observe(norm: Normalizer, x):
-        """Update-then-normalize, as every reference normalizer call in training does."""
-        if not obs_normalization:
-            return norm, x
-        norm = normalizer_update(norm, x)
-        return norm, normalize(norm, x)
+    def reporting_segment(carry, iterations):
+        """A segment of iterations, then a heartbeat with the iterations done."""
+        carry, stats = jax.lax.scan(counted_iteration_step, carry, iterations)
+        jax.debug.callback(heartbeat, carry[1])
+        return carry, stats
 
-    def frozen(norm: Normalizer, x):
-        return normalize(norm, x) if obs_normalization else x
+    def eval_chunk(runner: Runner, _):
+        """EVAL_INTERVAL iterations (in `segments` segments when reporting), then an evaluation."""
+        chunk = runner.evals_done
+        iterations = chunk * eval_interval + jnp.arange(eval_interval)
+        carry = (runner, iterations[0])
+        if segments == 0:
+            (runner, done), stats = jax.lax.scan(counted_iteration_step, carry, iterations)
+        else:
+            (runner, done), stats = jax.lax.scan(reporting_segment, carry, iterations.reshape(segments, -1))
+        eval_return = evaluate(nets, env, config, runner.train_state, runner.eval_states)
+        metrics = chunk_metrics(config, chunk, stats, eval_return)
+        if progress is not None:  # the chunk's index, from the count: after its iterations
+            jax.debug.callback(progress, done // eval_interval - 1)
+        return runner._replace(evals_done=chunk + 1), metrics
 
-    def adamw(hp):
-        return optax.inject_hyperparams(optax.adamw)(
-            learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=hp["WEIGHT_DECAY"]
-        )
-
-    # ------------------------------------------------------------------------------------ INIT
     def init(rng, hparams=None) -> Runner:
-        hp = _resolve_hparams(config, hparams)
-        rng, k_actor, k_critic, k_env, k_noise, k_eval = jax.random.split(rng, 6)
-        obs_dummy = jnp.zeros((1, env.obs_dim))
-        critic_dummy = jnp.zeros((1, env.obs_dim + env.privileged_dim))
-        act_dummy = jnp.zeros((1, env.action_dim))
-        actor_params = actor.init(k_actor, obs_dummy)
-        actor_params = jax.tree_util.tree_map_with_path(  # head weights ~ N(0, INIT_SCALE)
-            lambda path, x: x * hp["INIT_SCALE"] if _is_head_kernel(path) else x, actor_params
-        )
-        critic_params = jax.vmap(critic.init, in_axes=(0, None, None))(
-            jax.random.split(k_critic, 2), critic_dummy, act_dummy
-        )
-        train_state = TrainState(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_critic_params=critic_params,
-            actor_opt_state=adamw(hp).init(actor_params),
-            critic_opt_state=adamw(hp).init(critic_params),
-            obs_norm=normalizer_init(env.obs_dim),
-            critic_norm=normalizer_init(env.obs_dim + env.privileged_dim),
-        )
-        # One vmapped reset for the training and the evaluation envs: each reset call traces and
-        # compiles the whole simulator's forward pass again (tens of seconds for an MJX robot).
-        reset_keys = jnp.concatenate(
-            [jax.random.split(k_env, num_envs), jax.random.split(k_eval, max(config["NUM_EVAL_ENVS"], 1))]
-        )
-        states = jax.vmap(env.reset)(reset_keys)
-        runner = Runner(
-            train_state=train_state,
-            env_state=jax.tree.map(lambda x: x[:num_envs], states),
-            buffer=buffer_for(config, env),
-            noise_scale=jax.random.uniform(k_noise, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"]),
-            episode_return=jnp.zeros(num_envs),
-            eval_states=jax.tree.map(lambda x: x[num_envs:], states),
-            hparams=hp,
-            evals_done=jnp.int32(0),
-            rng=rng,
-        )
-        return strong_types(runner)
+        return init_runner(nets, env, config, rng, hparams)
 
     def run(runner: Runner, num_evals: int):
-        runner = strong_types(runner)
-        hp = runner.hparams
-        support = jnp.linspace(hp["V_MIN"], hp["V_MAX"], config["NUM_ATOMS"])
-
-        def cosine_lr(start, end, iteration):
-            """The reference's per-iteration CosineAnnealingLR, held at `end` past the run."""
-            progress_frac = jnp.minimum(iteration / config["TOTAL_TIMESTEPS"], 1.0)
-            return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress_frac))
-
-        def apply_adamw(params, opt_state, grads, lr):
-            opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
-            updates, opt_state = adamw(hp).update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state
-
-        # ---------------------------------------------------------------------------- UPDATES
-        def critic_inputs(ts: TrainState, batch: Batch):
-            """Normalizes a batch in the reference's order; every call updates the stats."""
-            obs_norm, obs = observe(ts.obs_norm, batch.obs)
-            obs_norm, next_obs = observe(obs_norm, batch.next_obs)
-            critic_norm = ts.critic_norm
-            if asymmetric:
-                critic_norm, critic_obs = observe(
-                    critic_norm, jnp.concatenate([batch.obs, batch.privileged], -1)
-                )
-                critic_norm, next_critic_obs = observe(
-                    critic_norm, jnp.concatenate([batch.next_obs, batch.next_privileged], -1)
-                )
-            else:  # the critic reads the actor-normalized observation
-                critic_obs, next_critic_obs = obs, next_obs
-            ts = ts._replace(obs_norm=obs_norm, critic_norm=critic_norm)
-            return ts, (obs, next_obs, critic_obs, next_critic_obs)
-
-        def update_critic(ts: TrainState, batch: Batch, inputs, key, lr):
-            _, next_obs, critic_obs, next_critic_obs = inputs
-            smoothing = jnp.clip(
-                jax.random.normal(key, batch.action.shape) * hp["POLICY_NOISE"],
-                -hp["NOISE_CLIP"],
-                hp["NOISE_CLIP"],
-            )
-            # No target actor: the online actor proposes the next action (spec §3.1).
-            next_action = jnp.clip(actor.apply(ts.actor_params, next_obs) + smoothing, -1.0, 1.0)
-            target_probs = jax.nn.softmax(twin_critic(ts.target_critic_params, next_critic_obs, next_action))
-            project = lambda p: categorical_projection(  # noqa: E731
-                p, batch.reward, batch.bootstrap, batch.discount, hp["V_MIN"], hp["V_MAX"]
-            )
-            targets = jax.vmap(project)(target_probs)  # [2, B, atoms]
-            if use_cdq:  # both critics learn the projected distribution with the lower mean
-                values = targets @ support
-                lower = jnp.where(values[0] < values[1], 1.0, 0.0)[:, None]
-                chosen = lower * targets[0] + (1.0 - lower) * targets[1]
-                targets = jnp.stack([chosen, chosen])
-
-            def loss_fn(critic_params):
-                logits = twin_critic(critic_params, critic_obs, batch.action)
-                cross_entropy = -(targets * jax.nn.log_softmax(logits)).sum(-1).mean(-1)
-                q_mean = (jax.nn.softmax(logits) @ support).mean()
-                return cross_entropy.sum(), q_mean
-
-            (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.critic_params)
-            params, opt_state = apply_adamw(ts.critic_params, ts.critic_opt_state, grads, lr)
-            return ts._replace(critic_params=params, critic_opt_state=opt_state), loss, q_mean
-
-        def update_actor(ts: TrainState, inputs, lr):
-            obs, _, critic_obs, _ = inputs
-
-            def loss_fn(actor_params):
-                action, pre_tanh = actor.apply(actor_params, obs, with_pre_tanh=True)
-                q = jax.nn.softmax(twin_critic(ts.critic_params, critic_obs, action)) @ support
-                q = q.min(0) if use_cdq else q.mean(0)
-                return -q.mean() + hp["PRE_TANH_PENALTY"] * jnp.square(pre_tanh).mean()
-
-            loss, grads = jax.value_and_grad(loss_fn)(ts.actor_params)
-            params, opt_state = apply_adamw(ts.actor_params, ts.actor_opt_state, grads, lr)
-            return ts._replace(actor_params=params, actor_opt_state=opt_state), loss
-
-        def learn(ts: TrainState, buffer: ReplayBuffer, key, iteration):
-            """NUM_UPDATES critic updates with Polyak targets and the delayed actor."""
-            critic_lr = cosine_lr(hp["CRITIC_LEARNING_RATE"], hp["CRITIC_LEARNING_RATE_END"], iteration)
-            actor_lr = cosine_lr(hp["ACTOR_LEARNING_RATE"], hp["ACTOR_LEARNING_RATE_END"], iteration)
-            key_sample, key_smooth = jax.random.split(key)
-            # Sample once for all updates, then split: the buffer does not change in between.
-            batches = buffer_sample(
-                buffer, key_sample, num_updates * per_env, n_steps, hp["GAMMA"], config["DISABLE_BOOTSTRAP"]
-            )
-            batches = jax.tree.map(
-                lambda x: (
-                    x.reshape(num_envs, num_updates, per_env, *x.shape[1:])
-                    .swapaxes(0, 1)
-                    .reshape(num_updates, num_envs * per_env, *x.shape[1:])
-                ),
-                batches,
-            )
-
-            def one_update(carry, update):
-                """Critic update i, the delayed actor on the reference's cadence, Polyak targets;
-                losses are summed in the carry, in update order."""
-                ts, (critic_sum, q_sum, actor_sum, actor_count) = carry
-                batch, key_i, i = update
-                ts, inputs = critic_inputs(ts, batch)
-                ts, critic_loss, q_mean = update_critic(ts, batch, inputs, key_i, critic_lr)
-                # The reference updates the actor when the inner index i % freq == 1, or, with one
-                # update per iteration, when iteration % freq == 0. Both predicates are loop
-                # counters, never vmapped data, so the cond stays a real branch under vmap.
-                actor_turn = (
-                    (i % policy_frequency == 1) if num_updates > 1 else (iteration % policy_frequency == 0)
-                )
-                ts, actor_loss, actor_updates = jax.lax.cond(
-                    actor_turn,
-                    lambda s: (*update_actor(s, inputs, actor_lr), jnp.int32(1)),
-                    lambda s: (s, jnp.float32(0.0), jnp.int32(0)),
-                    ts,
-                )
-                target = optax.incremental_update(ts.critic_params, ts.target_critic_params, hp["TAU"])
-                ts = ts._replace(target_critic_params=target)
-                sums = (
-                    critic_sum + critic_loss,
-                    q_sum + q_mean,
-                    actor_sum + actor_loss,
-                    actor_count + actor_updates,
-                )
-                return (ts, sums), None
-
-            # A scan, not a Python loop: compile time and program size stay flat in NUM_UPDATES.
-            updates = (batches, jax.random.split(key_smooth, num_updates), jnp.arange(num_updates))
-            zero, none = jnp.float32(0.0), jnp.int32(0)
-            (ts, sums), _ = jax.lax.scan(one_update, (ts, (zero, zero, zero, none)), updates)
-            critic_loss, q_mean, actor_loss, actor_updates = sums
-            return ts, (critic_loss, q_mean, jnp.int32(num_updates), actor_loss, actor_updates)
-
-        def skip_learning(ts, buffer, key, iteration):
-            zero, none = jnp.float32(0.0), jnp.int32(0)
-            return ts, (zero, zero, none, zero, none)
-
-        # ---------------------------------------------------------------------------- ITERATION
-        def iteration_step(runner: Runner, iteration):
-            """Act, step every env, store, and (after LEARNING_STARTS) update."""
-            ts = runner.train_state
-            rng, k_act, k_step, k_scale, k_learn = jax.random.split(runner.rng, 5)
-            obs_norm, obs = observe(ts.obs_norm, runner.env_state.obs)
-            ts = ts._replace(obs_norm=obs_norm)
-            policy_action = actor.apply(ts.actor_params, obs)
-            # Exploration noise is not clipped here; the env clips, the buffer keeps it raw.
-            action = (
-                policy_action + jax.random.normal(k_act, policy_action.shape) * runner.noise_scale[:, None]
-            )
-            env_state, step = jax.vmap(env.step)(runner.env_state, action, jax.random.split(k_step, num_envs))
-            buffer = buffer_add(
-                runner.buffer, runner.env_state.obs, runner.env_state.privileged, action, step
-            )
-            fresh_scale = jax.random.uniform(k_scale, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"])
-            noise_scale = jnp.where(step.done, fresh_scale, runner.noise_scale)
-            episode_return = runner.episode_return + step.reward
-
-            # Warm-up gate: the predicate is the (unbatched) iteration index, so under vmap
-            # this stays a real branch and warm-up iterations do no gradient work.
-            ts, (critic_loss, q_mean, critic_updates, actor_loss, actor_updates) = jax.lax.cond(
-                iteration > config["LEARNING_STARTS"], learn, skip_learning, ts, buffer, k_learn, iteration
-            )
-            stats = IterationStats(
-                finished_return=jnp.where(step.done, episode_return, 0.0).sum(),
-                finished_episodes=step.done.sum(dtype=jnp.int32),
-                critic_loss=critic_loss,
-                q_mean=q_mean,
-                critic_updates=critic_updates,
-                actor_loss=actor_loss,
-                actor_updates=actor_updates,
-            )
-            runner = runner._replace(
-                train_state=ts,
-                env_state=env_state,
-                buffer=buffer,
-                noise_scale=noise_scale,
-                episode_return=jnp.where(step.done, 0.0, episode_return),
-                rng=rng,
-            )
-            return runner, stats
-
-        # ---------------------------------------------------------------------------- EVALUATE
-        def evaluate(ts: TrainState, eval_states: envs.EnvState):
-            """Mean eval return with the deterministic actor and the normalizer frozen."""
-            if config["NUM_EVAL_ENVS"] == 0:
-                return jnp.float32(jnp.nan)
-            policy = lambda obs: actor.apply(ts.actor_params, frozen(ts.obs_norm, obs))  # noqa: E731
-            return episode_returns(env, policy, eval_states).mean()
-
-        # ---------------------------------------------------------------------------- TRAIN LOOP
-        def counted_iteration_step(carry, iteration):
-            """`iteration_step` that also counts the iterations done (unbatched under vmap). A
-            host callback runs as soon as its operand exists: given this count, which leaves
-            the loop with its results, it reports work done, not work about to start."""
-            runner, done = carry
-            runner, stats = iteration_step(runner, iteration)
-            return (runner, done + 1), stats
-
-        def reporting_segment(carry, iterations):
-            """A segment of iterations, then a heartbeat with the iterations done."""
-            carry, stats = jax.lax.scan(counted_iteration_step, carry, iterations)
-            jax.debug.callback(heartbeat, carry[1])
-            return carry, stats
-
-        def iterations_of_chunk(runner: Runner, iterations):
-            """Every iteration of an eval chunk, in `heartbeat_segments` segments when reporting:
-            (runner, stats of every iteration, iterations done after the chunk)."""
-            carry = (runner, iterations[0])
-            if heartbeat is None or heartbeat_segments(eval_interval) == 0:
-                (runner, done), stats = jax.lax.scan(counted_iteration_step, carry, iterations)
-            else:
-                segments = iterations.reshape(heartbeat_segments(eval_interval), -1)
-                (runner, done), stats = jax.lax.scan(reporting_segment, carry, segments)
-            return runner, stats, done
-
-        def eval_chunk(runner: Runner, _):
-            chunk = runner.evals_done
-            iterations = chunk * eval_interval + jnp.arange(eval_interval)
-            runner, stats, done = iterations_of_chunk(runner, iterations)
-            stats = jax.tree.map(jnp.sum, stats)  # over every iteration of the chunk
-            # Env steps would overflow int32 at scale (16k envs x 150k iterations); the graph
-            # counts iterations, and `env_steps_at_evals(config)` gives env steps exactly.
-            metrics = {
-                "iteration": (chunk + 1) * eval_interval,
-                "eval_return": evaluate(runner.train_state, runner.eval_states),
-                "train_return": stats.finished_return
-                / jnp.where(stats.finished_episodes > 0, stats.finished_episodes, jnp.nan),
-                "critic_loss": stats.critic_loss / stats.critic_updates,
-                "actor_loss": stats.actor_loss / stats.actor_updates,
-                "q_mean": stats.q_mean / stats.critic_updates,
-            }
-            if progress is not None:  # the chunk's index, from the count: after its iterations
-                jax.debug.callback(progress, done // eval_interval - 1)
-            return runner._replace(evals_done=chunk + 1), metrics
-
         runner, metrics = jax.lax.scan(eval_chunk, runner, length=num_evals)
         return strong_types(runner), metrics
 
