@@ -4,6 +4,8 @@ An iteration is what the reference times: one step of all NUM_ENVS envs, the buf
 NUM_UPDATES critic updates with their actor update. We compile two runs that differ only in
 their number of learning iterations (one chunk each, evaluation off) and divide the extra
 iterations by the extra wall time, so compile, init, warm-up and the final sync cancel out.
+`chunked_rate` is the one-compile alternative that bench/gpu_proof.py uses: one eval chunk
+compiled once and timed on later calls.
 
     python bench/bench_iterations.py --env CheetahRun --num-envs 1024 --iterations 300
     python bench/bench_iterations.py --env T1JoystickFlatTerrain --agents 1 --set COMPUTE_DTYPE=float32
@@ -19,7 +21,15 @@ import jax
 
 import envs
 import purejax_fasttd3 as ft
-from common import Timed, compile_and_run, environment, parse_overrides, write
+from common import Chunks, Timed, chunk_config, compile_and_run, environment, parse_overrides, write
+
+RATES = ("iterations_per_second", "agent_iterations_per_second", "env_steps_per_second")
+
+
+def rates(per_second: float, agents: int, num_envs: int) -> dict:
+    """The throughput figures (RATES) of every result from the iterations per second of a run of
+    `agents` vmapped agents, which advance one iteration together, each stepping `num_envs` envs."""
+    return dict(zip(RATES, (per_second, per_second * agents, per_second * agents * num_envs)))
 
 
 def timed_run(config: dict, agents: int, seed: int = 0) -> Timed:
@@ -27,6 +37,40 @@ def timed_run(config: dict, agents: int, seed: int = 0) -> Timed:
     train = jax.jit(jax.vmap(ft.make_train(config)))
     rngs = jax.random.split(jax.random.PRNGKey(seed), agents)
     return compile_and_run(train, rngs)._replace(out=None)
+
+
+def chunked_config(task: str, overrides: dict, chunk: int) -> dict:
+    """A config for `chunked_rate`: eval chunks of `chunk` iterations without evaluation, chunks 0
+    and 1 all warm-up (LEARNING_STARTS is 2 chunks - 1), later chunks learning on every iteration."""
+    return chunk_config(task, overrides, chunk, LEARNING_STARTS=2 * chunk - 1)
+
+
+def chunked_rate(config: dict, timed_chunks: int) -> dict:
+    """One agent's iterations/s by `common.Chunks` (one compile), `config` from `chunked_config`:
+    chunk 0 runs with the compile and init, chunk 1 is timed as the warm-up, then `timed_chunks`
+    chunks learn on every iteration and their summed wall time gives the rate."""
+    k = config["EVAL_INTERVAL"]
+    run = Chunks(config, agents=1)
+    warmup_s = run.step()
+    learn_s = [run.step() for _ in range(timed_chunks)]
+    per_s = timed_chunks * k / sum(learn_s)
+    print(
+        f"  {config['ENV_NAME']} {config['COMPUTE_DTYPE']}: {per_s:.2f} iterations/s ({1000 / per_s:.2f} ms; "
+        f"warm-up {1000 * warmup_s / k:.2f} ms), compile {run.compile_seconds:.0f} s",
+        flush=True,
+    )
+    return {
+        "agents": 1,
+        "chunk_iterations": k,
+        "timed_chunks": timed_chunks,
+        "chunk_seconds": learn_s,
+        **rates(per_s, 1, config["NUM_ENVS"]),
+        "iteration_ms": 1000 / per_s,
+        "warmup_iteration_ms": 1000 * warmup_s / k,
+        "compile_seconds": run.compile_seconds,
+        "init_seconds": run.init_seconds,
+        "status": "ok",
+    }
 
 
 def main() -> None:
@@ -69,9 +113,7 @@ def main() -> None:
         "num_steps": base["NUM_STEPS"],
         "compute_dtype": base["COMPUTE_DTYPE"],
         "timed_iterations": args.iterations,
-        "iterations_per_second": per_second,  # all agents advance one iteration together
-        "agent_iterations_per_second": per_second * args.agents,
-        "env_steps_per_second": per_second * args.agents * base["NUM_ENVS"],
+        **rates(per_second, args.agents, base["NUM_ENVS"]),
         "compile_seconds": runs[short_total + args.iterations].compile_seconds,
         "replay_bytes_per_agent": ft.replay_bytes(base, env),
         "overrides": overrides,

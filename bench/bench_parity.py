@@ -35,6 +35,33 @@ REFERENCE_RETURNS = {
 }
 
 
+def reference_comparison(env: str, mean_returns: dict[int, float]) -> dict:
+    """Our mean eval return (`mean_returns`, by env steps) against the published one, at every
+    env-step count that both have."""
+    return {
+        str(steps): {"ours": mean_returns[steps], "reference": ref, "ratio": mean_returns[steps] / ref}
+        for steps, ref in REFERENCE_RETURNS.get(env, {}).items()
+        if steps in mean_returns
+    }
+
+
+def evaluation_row(metrics: dict, evals_done: int, interval: int, num_envs: int) -> dict:
+    """One evaluation of vmapped seeds from the metrics of the eval chunk that ended with it
+    ([seeds, 1] each, as `common.Chunks` returns them)."""
+    metrics = jax.tree.map(lambda x: np.asarray(x, float)[:, -1], metrics)
+    train = metrics["train_return"][np.isfinite(metrics["train_return"])]  # empty if no episode ended
+    return {
+        "eval": evals_done,
+        "iteration": evals_done * interval,
+        "env_steps": evals_done * interval * num_envs,
+        "eval_return_mean": float(metrics["eval_return"].mean()),
+        "eval_return_per_seed": metrics["eval_return"].tolist(),
+        "train_return_mean": float(train.mean()) if train.size else None,
+        "critic_loss_mean": float(metrics["critic_loss"].mean()),
+        "q_mean_mean": float(metrics["q_mean"].mean()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="T1JoystickFlatTerrain")
@@ -62,15 +89,7 @@ def main() -> None:
     env_steps = ft.env_steps_at_evals(config).tolist()
     mean = np.mean(metrics["eval_return"], axis=0)
     reference = REFERENCE_RETURNS.get(args.env, {})
-    comparison = {
-        str(steps): {
-            "ours": float(mean[env_steps.index(steps)]),
-            "reference": ref,
-            "ratio": float(mean[env_steps.index(steps)]) / ref,
-        }
-        for steps, ref in reference.items()
-        if steps in env_steps
-    }
+    comparison = reference_comparison(args.env, dict(zip(env_steps, mean.tolist())))
     info = environment()
     result = {
         "benchmark": "parity",

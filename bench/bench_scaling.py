@@ -65,7 +65,7 @@ import jax
 
 import envs
 import purejax_fasttd3 as ft
-from bench_iterations import timed_run
+from bench_iterations import RATES, rates, timed_run
 from common import environment, parse_overrides, write
 
 # Per-task defaults of this benchmark (the issue's settings); --set overrides them.
@@ -119,6 +119,47 @@ def peak_memory() -> tuple[int, str]:
 def is_out_of_memory(error: BaseException) -> bool:
     text = f"{type(error).__name__}: {error}".lower()
     return "resource_exhausted" in text or "out of memory" in text or "outofmemory" in text
+
+
+def agent_count_row(agents: int, num_envs: int, measure, **fields) -> dict:
+    """One agent count's throughput and memory, `fields` after its count. `measure()` runs the
+    count and returns (iterations/s, compile seconds, the executable, more fields); out of memory
+    there is recorded as `"status": "out_of_memory"` with null figures, any other error is raised.
+    The peak memory is read last, after the count's programs ran (or failed)."""
+    memory_keys = ("peak_memory_bytes", "compiled_memory_bytes", "compiled_memory")
+    row = {"agents": agents, **fields, "status": "ok"}
+    row.update(dict.fromkeys((*RATES, "compile_seconds", *memory_keys)))
+    try:
+        per_second, compile_seconds, compiled, more = measure()
+    except Exception as error:  # noqa: BLE001 - only out-of-memory is recorded, the rest re-raised
+        if not is_out_of_memory(error):
+            raise
+        row.update(status="out_of_memory", error=str(error).splitlines()[0][:500])
+    else:
+        memory = compiled_memory(compiled)
+        row.update(
+            rates(per_second, agents, num_envs),
+            compile_seconds=compile_seconds,
+            compiled_memory_bytes=memory["total_bytes"] if memory else None,
+            compiled_memory=memory,
+            **more,
+        )
+    row["peak_memory_bytes"], row["peak_memory_source"] = peak_memory()
+    return row
+
+
+def agents_that_fit(memory: dict | None, agents: int) -> tuple[int, str]:
+    """The agent count that the device memory should hold, from the compiled memory of `agents`
+    agents (temporaries, arguments and outputs, less the outputs that alias the donated state,
+    as bytes per agent into 0.92 of the device's limit), and how it was found. Without device
+    memory figures (CPU) it is twice `agents`, so a search still runs."""
+    stats = jax.devices()[0].memory_stats() or {}
+    used = memory["total_bytes"] - memory.get("alias_size_in_bytes", 0) if memory else 0
+    if used > 0 and stats.get("bytes_limit"):
+        per_agent = used / agents
+        how = f"0.92 x bytes_limit {stats['bytes_limit']} / {per_agent:.0f} bytes per agent"
+        return int(0.92 * stats["bytes_limit"] / per_agent), how
+    return 2 * agents, "twice the largest count (no device memory figures)"
 
 
 def main() -> None:
@@ -186,27 +227,11 @@ def main() -> None:
 
     for agents in agents_list:
         timed = iterations[agents]
-        row = {
-            "agents": agents,
-            "timed_iterations": timed,
-            "iterations_per_second": None,
-            "agent_iterations_per_second": None,
-            "env_steps_per_second": None,
-            "compile_seconds": None,
-            "run_seconds": None,
-            "peak_memory_bytes": None,
-            "compiled_memory_bytes": None,
-            "compiled_memory": None,
-            "status": "ok",
-        }
-        runs = {}
-        try:
+
+        def measure():
+            runs = {}
             for total in (short_total, short_total + timed):
-                timing = {
-                    "TOTAL_TIMESTEPS": total,
-                    "EVAL_INTERVAL": total,
-                    "NUM_EVAL_ENVS": 0,
-                }
+                timing = {"TOTAL_TIMESTEPS": total, "EVAL_INTERVAL": total, "NUM_EVAL_ENVS": 0}
                 config = ft.make_config(args.env, **{**overrides, **timing})
                 runs[total] = timed_run(config, agents, seed=args.seed)
                 print(
@@ -214,14 +239,13 @@ def main() -> None:
                     f"run {runs[total].run_seconds:.2f} s",
                     flush=True,
                 )
-            memory = compiled_memory(runs[short_total + timed].compiled)
-            runs = {total: run._replace(compiled=None) for total, run in runs.items()}
-        except Exception as error:  # noqa: BLE001 - only out-of-memory is recorded, the rest re-raised
-            if not is_out_of_memory(error):
-                raise
-            row["status"] = "out_of_memory"
-            row["error"] = str(error).splitlines()[0][:500]
-            row["peak_memory_bytes"], result["peak_memory_source"] = peak_memory()
+            longer = runs[short_total + timed]
+            extra_time = longer.run_seconds - runs[short_total].run_seconds
+            return timed / extra_time, longer.compile_seconds, longer.compiled, {"run_seconds": extra_time}
+
+        row = agent_count_row(agents, base["NUM_ENVS"], measure, timed_iterations=timed, run_seconds=None)
+        result["peak_memory_source"] = row.pop("peak_memory_source")
+        if row["status"] == "out_of_memory":
             result["rows"].append(row)
             print(
                 f"  {agents} agents: out of memory; skipping {[n for n in agents_list if n > agents]}",
@@ -229,24 +253,13 @@ def main() -> None:
             )
             write(name, result)
             break
-
-        extra_time = runs[short_total + timed].run_seconds - runs[short_total].run_seconds
-        per_second = timed / extra_time
-        row.update(
-            iterations_per_second=per_second,
-            agent_iterations_per_second=per_second * agents,
-            env_steps_per_second=per_second * agents * base["NUM_ENVS"],
-            compile_seconds=runs[short_total + timed].compile_seconds,
-            run_seconds=extra_time,
-            compiled_memory_bytes=memory["total_bytes"] if memory else None,
-            compiled_memory=memory,
-        )
-        row["peak_memory_bytes"], result["peak_memory_source"] = peak_memory()
         row["load_average_1min"] = os.getloadavg()[0]  # host load at the end (shared machines)
         result["rows"].append(row)
+        memory = row["compiled_memory"]
         compiled_gib = f"{memory['total_bytes'] / 2**30:.2f} GiB" if memory else "n/a"
         print(
-            f"{agents:>5} agents: {per_second:8.2f} it/s, {per_second * agents:9.1f} agent-it/s, "
+            f"{agents:>5} agents: {row['iterations_per_second']:8.2f} it/s, "
+            f"{row['agent_iterations_per_second']:9.1f} agent-it/s, "
             f"peak {row['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']}), "
             f"compiled {compiled_gib}",
             flush=True,

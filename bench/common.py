@@ -1,8 +1,11 @@
-"""Shared bits of the benchmark scripts: where they run, with what, and where results go."""
+"""Shared bits of the benchmark scripts: where they run, with what, where results go, and the two
+ways they time a compiled program."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
+import functools
 import json
 import pathlib
 import time
@@ -10,6 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 
+import purejax_fasttd3 as ft
 from provenance import run_environment
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -73,3 +77,51 @@ def compile_and_run(jitted, *args) -> Timed:
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
     return Timed(out, compiled, compile_s, time.perf_counter() - start)
+
+
+def chunk_config(task: str, overrides: dict, chunk: int, **extra) -> dict:
+    """The task's reference config with `overrides`, one eval chunk of `chunk` iterations, no
+    evaluation unless `extra` asks for one, and TOTAL_TIMESTEPS a multiple of the chunk (it only
+    sets the horizon of the learning-rate schedule, constant by default)."""
+    base = ft.make_config(task, **overrides)
+    total = max(base["TOTAL_TIMESTEPS"] // chunk, 4) * chunk
+    settings = {"EVAL_INTERVAL": chunk, "NUM_EVAL_ENVS": 0, "TOTAL_TIMESTEPS": total, **extra}
+    return ft.make_config(task, **{**overrides, **settings})
+
+
+class Chunks:
+    """`agents` vmapped agents of `config` (the resumable `make_train_loop`): init, then one
+    compiled eval chunk called again and again on the state it returns (donated), so no timed call
+    compiles and one compile serves every chunk (`compile_and_run` of two run lengths needs two).
+    Construction compiles both programs at once (XLA compiles outside the GIL, so the simulator's
+    reset and step compile side by side), then runs init and the first chunk."""
+
+    def __init__(self, config: dict, agents: int, seed: int = 0):
+        loop = ft.make_train_loop(config)
+        init = jax.jit(jax.vmap(loop.init, out_axes=ft.RUNNER_AXES))
+        run = jax.vmap(
+            functools.partial(loop.run, num_evals=1), in_axes=(ft.RUNNER_AXES,), out_axes=(ft.RUNNER_AXES, 0)
+        )
+        rngs = jax.random.split(jax.random.PRNGKey(seed), agents)
+        start = time.perf_counter()
+        init_lowered = init.lower(rngs)
+        run_lowered = jax.jit(run, donate_argnums=0).lower(init_lowered.out_info)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            init_compiled = pool.submit(init_lowered.compile)
+            self.compiled = run_lowered.compile()
+            init_compiled = init_compiled.result()
+        self.compile_seconds = time.perf_counter() - start  # both programs, traced and compiled
+        start = time.perf_counter()
+        self.runner = jax.block_until_ready(init_compiled(rngs))
+        self.init_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        self.runner, self.metrics = jax.block_until_ready(self.compiled(self.runner))
+        self.first_chunk_seconds = time.perf_counter() - start
+        self.chunks_done = 1
+
+    def step(self) -> float:
+        """Runs one more chunk; its wall seconds."""
+        start = time.perf_counter()
+        self.runner, self.metrics = jax.block_until_ready(self.compiled(self.runner))
+        self.chunks_done += 1
+        return time.perf_counter() - start
