@@ -11,18 +11,21 @@ state, reward, done, info)` (the classic five values PureJaxRL's wrappers read; 
 * `TimeLimit`: our own step counter (in physics steps) and `info["truncated"]`, with the brax
   convention that a time-out which coincides with a termination counts as a termination;
 * `AutoReset`: hands back the **true final observation** (`info["final_obs"]`, and the critic's
-  `info["final_privileged"]`), because bootstrapping at a truncation must use s_T, not the reset
-  state (Playground's `BraxAutoResetWrapper` drops it, Brax's `AutoResetWrapper` too); what a done
-  restores is a fresh random initial state or the env's own first state, as the reference's
-  Playground fork does (`RESET_MODE`).
+  `info["final_privileged"]` on tasks that have one), because bootstrapping at a truncation must
+  use s_T, not the reset state (Playground's `BraxAutoResetWrapper` drops it, Brax's
+  `AutoResetWrapper` too); what a done restores is a fresh random initial state or the env's own
+  first state, as the reference's Playground fork does (`RESET_MODE`).
 
 Every wrapper that keeps state stores the inner state in `env_state` and forwards unknown
-attributes to the inner env, so PureJaxRL-style wrappers (a `LogWrapper`) stack on top.
+attributes to the inner env (`observation_space(params)`, `action_space(params)`, ...), so
+PureJaxRL-style wrappers (a `LogWrapper`) stack on top.
 
 `make_env(config)` builds `AutoReset(TimeLimit(ActionRepeat(ClipRescaleAction(base))))` and
 exposes it to the trainer as an `Env` of pure, *unbatched* functions (vmapped over environments
 and agents), with the simulator's matmuls at `PHYSICS_PRECISION` ("highest", as the reference runs
-MJX), apart from the networks' compute dtype.
+MJX), apart from the networks' compute dtype. The trainer's `EnvState` is the stack's own state
+with the observation the stack returned beside it: its functions only reorder arguments and name
+`info`'s entries, so the two call conventions share one state and nothing is rebuilt per step.
 
 Asymmetric observations: the actor sees `state`, the critic `privileged_state`. Playground's
 `privileged_state` starts with `state` (`hstack([state, ...])` in every asymmetric task), so an
@@ -59,13 +62,23 @@ _PUSH_OFF_TASKS = (
 
 
 class EnvState(NamedTuple):
-    """What one environment carries between steps."""
+    """What one environment carries between steps: the wrapper stack's state as the stack
+    returned it, and the observation it returned beside it, split for the actor and the critic."""
 
-    sim: Any  # back-end state (gymnax EnvState, Brax State or Playground State)
+    env_state: Any  # AutoResetState of `wrap(base, config)` (the `env_state` chain of wrappers)
     obs: jax.Array  # actor observation [obs_dim]
     privileged: jax.Array  # critic-only tail of the observation [privileged_dim]
-    steps: jax.Array  # env steps taken in the current episode (int32)
-    first: Any = None  # RESET_MODE="first_state": the env's first state, restored at every done
+
+    @property
+    def sim(self):
+        """The back-end's state (gymnax EnvState, Brax State or Playground State): rendering
+        reads it."""
+        return base_state(self.env_state)
+
+    @property
+    def steps(self) -> jax.Array:
+        """Physics steps taken in the current episode (int32): the time limit's counter."""
+        return self.env_state.env_state.steps
 
 
 class StepOutput(NamedTuple):
@@ -75,7 +88,7 @@ class StepOutput(NamedTuple):
     done: jax.Array  # bool: terminated or timed out
     truncated: jax.Array  # bool: timed out without terminating (bootstrap from final_obs)
     final_obs: jax.Array  # the observation the step reached, before any reset
-    final_privileged: jax.Array
+    final_privileged: jax.Array  # its critic-only tail ([0] on tasks without one)
 
 
 class Env(NamedTuple):
@@ -88,7 +101,8 @@ class Env(NamedTuple):
     episode_iterations: int  # agent steps before a time-limit truncation (episode length / repeat)
     reset: Callable[[jax.Array], EnvState]
     step: Callable[[EnvState, jax.Array, jax.Array], tuple[EnvState, StepOutput]]
-    # Evaluation step: no time limit and no auto-reset; returns (state, reward, done).
+    # Evaluation step: no auto-reset, done only at a termination (callers bound the episode);
+    # returns (state, reward, done).
     eval_step: Callable[[EnvState, jax.Array], tuple[EnvState, jax.Array, jax.Array]]
     backend: Any  # the wrapped gymnax, Brax or Playground env (rendering, inspection)
 
@@ -198,6 +212,10 @@ class ClipRescaleAction(Wrapper):
     """Clips actions to [-1, 1] and maps them affinely onto the env's `action_bounds(params)`;
     bounds of None mean the env takes [-1, 1] as it is (Brax, Playground): no rounding added."""
 
+    def action_space(self, params=None):
+        """[-1, 1]: what the agent acts in, whatever the env's own bounds."""
+        return _box(-1.0, 1.0, self.action_dim)
+
     def step(self, key, state, action, params=None):
         action = jnp.clip(action, -1.0, 1.0)
         bounds = self._env.action_bounds(params)
@@ -262,7 +280,7 @@ class AutoResetState:
 
 class AutoReset(Wrapper):
     """Starts a new episode at every done and keeps what the step reached in `info["final_obs"]`
-    (and `info["final_privileged"]` when the env has a privileged part).
+    (and `info["final_privileged"]` when the env has a privileged part, `privileged_dim > 0`).
 
     reset_mode "fresh" draws `reset(key)` with the second half of the step's key; "first_state"
     restores the env's own first state (the reference's Playground fork: no reset computed),
@@ -283,9 +301,8 @@ class AutoReset(Wrapper):
         key_step, key_reset = jax.random.split(key)
         obs, stepped, reward, done, info = self._env.step(key_step, state.env_state, action, params)
         info = {"truncated": jnp.bool_(False), **info, "final_obs": obs}
-        privileged = getattr(self._env, "privileged", None)
-        if privileged is not None:
-            info["final_privileged"] = privileged(base_state(stepped))
+        if getattr(self._env, "privileged_dim", 0):  # no empty arrays in `info` (PureJaxRL reshapes them)
+            info["final_privileged"] = self._env.privileged(base_state(stepped))
         if self.reset_mode == "first_state":
             first_obs, first = state.first
             restart = getattr(self._env, "restart", None)
@@ -303,38 +320,31 @@ class AutoReset(Wrapper):
 # The trainer's interface on top of the wrapper stack
 # ==================================================================================================
 def _as_env(config: dict, stack: AutoReset) -> Env:
-    """`Env` over `wrap(base, config)`. `EnvState.sim` stays the back-end's state (rendering
-    reads it), so the wrapper states are rebuilt from `EnvState` at every call; pure pytree
-    reshuffling, free under jit."""
+    """`Env` over `wrap(base, config)`: the stack's own functions in the trainer's argument order,
+    its state carried as the stack returns it (see `EnvState`), `info` read into `StepOutput`."""
     base = _innermost(stack)
-    repeated = stack._env._env  # ActionRepeat(ClipRescaleAction(base)): no time limit, no reset
-    action_repeat = repeated.action_repeat
+    time_limited = stack._env  # TimeLimit(ActionRepeat(ClipRescaleAction(base))): no auto-reset
 
-    def to_env_state(obs, state: TimeLimitState, first=None) -> EnvState:
-        return EnvState(state.env_state, obs, base.privileged(state.env_state), state.steps, first)
-
-    def from_stack(obs, state: AutoResetState) -> EnvState:
-        first = None if state.first is None else to_env_state(*state.first)
-        return to_env_state(obs, state.env_state, first)
-
-    def to_stack(state: EnvState) -> AutoResetState:
-        first = state.first
-        if first is not None:
-            first = (first.obs, TimeLimitState(first.sim, first.steps))
-        return AutoResetState(TimeLimitState(state.sim, state.steps), first)
+    def observed(obs, state) -> EnvState:
+        return EnvState(state, obs, base.privileged(base_state(state)))
 
     def reset(key):
-        return from_stack(*stack.reset(key))
+        return observed(*stack.reset(key))
 
     def step(state: EnvState, action, key):
-        obs, stepped, reward, done, info = stack.step(key, to_stack(state), action)
-        out = StepOutput(reward, done, info["truncated"], info["final_obs"], info["final_privileged"])
-        return from_stack(obs, stepped), out
+        obs, stepped, reward, done, info = stack.step(key, state.env_state, action)
+        # AutoReset reports the final tail only where there is one (no empty `info` arrays).
+        final_privileged = info["final_privileged"] if base.privileged_dim else jnp.zeros((0,), jnp.float32)
+        out = StepOutput(reward, done, info["truncated"], info["final_obs"], final_privileged)
+        return observed(obs, stepped), out
 
     def eval_step(state: EnvState, action):
-        obs, sim, reward, done, _ = repeated.step(jax.random.PRNGKey(0), state.sim, action)
-        next_state = EnvState(sim, obs, base.privileged(sim), state.steps + action_repeat, state.first)
-        return next_state, reward, done
+        key = jax.random.PRNGKey(0)
+        obs, limited, reward, done, info = time_limited.step(key, state.env_state.env_state, action)
+        # A time-out ends nothing here: evaluation bounds its episodes itself and a render may
+        # run past the limit. `done & ~truncated` is the termination, also one at the time-out.
+        terminated = done & ~info["truncated"]
+        return observed(obs, state.env_state.replace(env_state=limited)), reward, terminated
 
     physics = functools.partial(_at_precision, config["PHYSICS_PRECISION"])
     return Env(
@@ -342,7 +352,7 @@ def _as_env(config: dict, stack: AutoReset) -> Env:
         base.obs_dim,
         base.privileged_dim,
         base.action_dim,
-        math.ceil(config["EPISODE_LENGTH"] / action_repeat),
+        math.ceil(config["EPISODE_LENGTH"] / time_limited.action_repeat),
         physics(reset),
         physics(step),
         physics(eval_step),
@@ -369,6 +379,22 @@ def _at_precision(precision: str, fn: Callable) -> Callable:
             return fn(*args)
 
     return at_precision
+
+
+def _box(low, high, size: int):
+    """gymnax's `Box` of flat float32 vectors: every adapter's observations and actions."""
+    from gymnax.environments import spaces
+
+    return spaces.Box(low, high, (size,), jnp.float32)
+
+
+def _flat_bounds(space) -> tuple[jax.Array, jax.Array]:
+    """(low, high) of a gymnax `Box` as float32 vectors, in the order `jnp.ravel` flattens."""
+
+    def flat(bound):
+        return jnp.broadcast_to(jnp.asarray(bound, jnp.float32), space.shape).reshape(-1)
+
+    return flat(space.low), flat(space.high)
 
 
 # ==================================================================================================
@@ -412,11 +438,14 @@ class GymnaxBase:
         return self.default_params if params is None else params
 
     def action_bounds(self, params=None):
-        space = self.backend.action_space(self._params(params))
-        shape = (self.action_dim,)
-        low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32).reshape(-1), shape)
-        high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32).reshape(-1), shape)
-        return low, high
+        return _flat_bounds(self.backend.action_space(self._params(params)))
+
+    def action_space(self, params=None):
+        """The env's own bounds, flattened (`ClipRescaleAction` above answers [-1, 1])."""
+        return _box(*self.action_bounds(params), self.action_dim)
+
+    def observation_space(self, params=None):
+        return _box(*_flat_bounds(self.backend.observation_space(self._params(params))), self.obs_dim)
 
     def reset(self, key, params=None):
         obs, state = self.backend.reset_env(key, self._params(params))
@@ -498,6 +527,12 @@ class BraxBase:
     def action_bounds(self, params=None):
         return None  # [-1, 1] as it is
 
+    def action_space(self, params=None):
+        return _box(-1.0, 1.0, self.action_dim)
+
+    def observation_space(self, params=None):
+        return _box(-jnp.inf, jnp.inf, self.obs_dim)
+
     def reset(self, key, params=None):
         state = self.backend.reset(key)
         return state.obs, state
@@ -551,6 +586,12 @@ class PlaygroundBase:
 
     def action_bounds(self, params=None):
         return None  # [-1, 1] as it is
+
+    def action_space(self, params=None):
+        return _box(-1.0, 1.0, self.action_dim)
+
+    def observation_space(self, params=None):
+        return _box(-jnp.inf, jnp.inf, self.obs_dim)
 
     def _actor_obs(self, state):
         return state.obs["state"] if isinstance(state.obs, dict) else state.obs

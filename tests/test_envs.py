@@ -220,3 +220,165 @@ def test_physics_precision_setting_leaves_networks_alone():
     program = jax.jit(ft.make_train(config)).lower(jax.random.PRNGKey(0)).as_text()
     precisions = _dot_precisions(program)
     assert precisions and set(precisions) == {"DEFAULT"}
+
+
+# ----------------------------------------------------------------------------------------------
+# One state for both call conventions
+# ----------------------------------------------------------------------------------------------
+def test_trainer_state_is_the_wrapper_stacks_state():
+    """`Env` carries the gymnax-API stack's own state: the stack steps it as it is, and the
+    back-end state under it is the raw env's."""
+    config = ft.make_config("Pendulum-v1", EPISODE_LENGTH=EPISODE)
+    env = envs.make_env(config)
+    stack = envs.wrap(envs.GymnaxBase("Pendulum-v1"), config)
+    raw, params = envs._gymnax_make("Pendulum-v1")
+    key, action = jax.random.PRNGKey(2), jnp.array([0.5])
+
+    state = env.reset(key)
+    assert isinstance(state.env_state, envs.AutoResetState)
+    assert isinstance(state.env_state.env_state, envs.TimeLimitState) and state.steps == 0
+    raw_obs, raw_state = raw.reset_env(key, params)
+    np.testing.assert_allclose(state.obs, raw_obs, rtol=1e-6)
+    for ours, theirs in zip(jax.tree.leaves(state.sim), jax.tree.leaves(raw_state), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+    trainer_state, out = jax.jit(env.step)(state, action, key)
+    obs, stack_state, reward, done, _ = jax.jit(stack.step)(key, state.env_state, action)
+    assert jax.tree.structure(trainer_state.env_state) == jax.tree.structure(stack_state)
+    for ours, theirs in zip(jax.tree.leaves(trainer_state.env_state), jax.tree.leaves(stack_state)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    np.testing.assert_allclose(trainer_state.obs, obs, rtol=1e-6)
+    np.testing.assert_allclose(out.reward, reward, rtol=1e-6)
+    assert trainer_state.steps == 1 and not done
+
+
+class Drift:
+    """A base env whose bookkeeping is known by hand: the state adds up the actions, the actor
+    sees (s, 2s), the critic also s**2, the reward is s, and it terminates once s >= `end`."""
+
+    obs_dim, privileged_dim, action_dim = 2, 1, 1
+    backend = None
+
+    def __init__(self, end: float):
+        self.end = end
+
+    def action_bounds(self, params=None):
+        return None
+
+    def privileged(self, s):
+        return jnp.stack([s * s])
+
+    def reset(self, key, params=None):
+        return jnp.zeros(2), jnp.float32(0.0)
+
+    def step(self, key, s, action, params=None):
+        s = s + action[0]
+        return jnp.stack([s, 2 * s]), s, s, s >= self.end, {}
+
+
+def _drift_env(end: float, episode: int):
+    config = {
+        "ENV_NAME": "Drift",
+        "EPISODE_LENGTH": episode,
+        "ACTION_REPEAT": 1,
+        "RESET_MODE": "fresh",
+        "PHYSICS_PRECISION": "highest",
+    }
+    return envs._as_env(config, envs.wrap(Drift(end), config))
+
+
+def test_privileged_tail_before_and_at_a_time_out():
+    """The critic's tail follows the state, and at a done `final_privileged` is the tail of the
+    state the step reached while `privileged` is already the reset state's."""
+    env = _drift_env(end=10.0, episode=3)
+    state = env.reset(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(state.privileged, [0.0])
+    step = jax.jit(env.step)
+    for t, s in enumerate((0.5, 1.0, 1.5), start=1):
+        state, out = step(state, jnp.array([0.5]), jax.random.PRNGKey(t))
+        np.testing.assert_allclose(out.final_obs, [s, 2 * s])
+        np.testing.assert_allclose(out.final_privileged, [s * s])
+    assert out.done and out.truncated
+    np.testing.assert_array_equal(state.obs, [0.0, 0.0])
+    np.testing.assert_array_equal(state.privileged, [0.0])
+    assert state.steps == 0
+
+
+@pytest.mark.parametrize(
+    ("end", "expected_done"),
+    [
+        (1.25, [False, False, False, False, True, True]),  # terminates after the time-out
+        (1.0, [False, False, False, True, True, True]),  # terminates at the time-out
+    ],
+)
+def test_eval_step_ends_at_terminations_only(end, expected_done):
+    """Evaluation neither resets nor stops at the time limit (4 steps here): it runs on from the
+    same state and its done is the env's termination, also when it falls on the time-out."""
+    env = _drift_env(end=end, episode=4)
+
+    def rollout(state):
+        def body(state, _):
+            state, reward, done = env.eval_step(state, jnp.array([0.25]))
+            return state, (state.obs, state.steps, reward, done)
+
+        return jax.lax.scan(body, state, None, length=6)[1]
+
+    obs, steps, reward, done = jax.jit(rollout)(env.reset(jax.random.PRNGKey(0)))
+    s = 0.25 * np.arange(1, 7)
+    np.testing.assert_allclose(obs, np.stack([s, 2 * s], -1))
+    np.testing.assert_allclose(reward, s)
+    np.testing.assert_array_equal(done, expected_done)
+    np.testing.assert_array_equal(steps, np.arange(1, 7))  # the time limit's counter runs on
+
+
+# ----------------------------------------------------------------------------------------------
+# The gymnax API as PureJaxRL reads it
+# ----------------------------------------------------------------------------------------------
+def test_info_holds_no_empty_arrays():
+    """PureJaxRL reshapes every `info` leaf into minibatches: a task without a critic-only tail
+    reports no `final_privileged`; one with a tail does."""
+    config = ft.make_config("Pendulum-v1", EPISODE_LENGTH=EPISODE)
+    stack = envs.wrap(envs.GymnaxBase("Pendulum-v1"), config)
+    key = jax.random.PRNGKey(0)
+    _, state = stack.reset(key)
+    info = stack.step(key, state, jnp.array([0.5]))[4]
+    assert set(info) == {"truncated", "final_obs"}
+    assert all(leaf.size > 0 for leaf in jax.tree.leaves(info))
+    drift = envs.wrap(Drift(end=10.0), {"EPISODE_LENGTH": 3, "ACTION_REPEAT": 1, "RESET_MODE": "fresh"})
+    _, state = drift.reset(key)
+    np.testing.assert_allclose(drift.step(key, state, jnp.array([0.5]))[4]["final_privileged"], [0.25])
+
+
+def _assert_box(space, low, high, size):
+    from gymnax.environments import spaces
+
+    assert isinstance(space, spaces.Box) and space.shape == (size,)
+    np.testing.assert_array_equal(np.broadcast_to(space.low, (size,)), np.float32(low))
+    np.testing.assert_array_equal(np.broadcast_to(space.high, (size,)), np.float32(high))
+
+
+def test_gymnax_spaces_of_the_stack():
+    """The stack acts in [-1, 1] whatever the task's bounds; observations keep the task's."""
+    config = ft.make_config("Pendulum-v1")
+    base = envs.GymnaxBase("Pendulum-v1")
+    stack = envs.wrap(base, config)
+    high = [1.0, 1.0, 8.0]  # cos, sin, angular velocity (gymnax's max_speed)
+    for env in (base, stack):
+        _assert_box(env.observation_space(env.default_params), np.negative(high), high, 3)
+    _assert_box(base.action_space(), [-2.0], [2.0], 1)  # gymnax's max_torque
+    _assert_box(stack.action_space(base.default_params), [-1.0], [1.0], 1)
+    action = stack.action_space().sample(jax.random.PRNGKey(0))
+    assert action.shape == (1,) and stack.action_space().contains(action)
+    _assert_box(envs.GymnaxBase("PointRobot-misc").action_space(), [-0.1] * 2, [0.1] * 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("task", "obs_dim", "action_dim"), [("inverted_pendulum", 4, 1), ("CartpoleBalance", 5, 1)]
+)
+def test_brax_and_playground_spaces(task, obs_dim, action_dim):
+    """Brax and Playground tasks take [-1, 1] as they are; observations are unbounded."""
+    config = ft.make_config(task)
+    base = envs.make_base(config)
+    for env in (base, envs.wrap(base, config)):
+        _assert_box(env.observation_space(), -np.inf, np.inf, obs_dim)
+        _assert_box(env.action_space(), -1.0, 1.0, action_dim)
