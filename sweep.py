@@ -37,7 +37,6 @@ import itertools
 import json
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import sys
@@ -50,6 +49,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
+import checkpoints
 import envs
 import provenance
 import purejax_fasttd3 as ft
@@ -64,7 +64,6 @@ from plots.results import (
 
 ROOT = pathlib.Path(__file__).resolve().parent
 FORMAT = "fasttd3x-sweep/1"
-CHECKPOINT_FORMAT = "fasttd3x-checkpoint/1"
 METRICS = ("env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean")
 # The default job: 16 seeds at each of the two PRE_TANH_PENALTY values that solved at least 62 of
 # 64 tuning seeds (bench/results/tuning_pendulum). The grid was tuned on Pendulum-v1 only, so it is
@@ -342,17 +341,13 @@ def finished_agents(combo_dir: pathlib.Path) -> set[int]:
                 for name in METRICS:  # reads every array: a damaged member fails its CRC here
                     data[f"metric_{name}"]
         except Exception as error:
-            raise CorruptFileError(
+            raise checkpoints.CorruptFileError(
                 f"results file {path} is unreadable ({type(error).__name__}: {error}). Sweeps write "
                 "results atomically, so it was damaged afterwards. Delete it to train those agents "
                 "again, or restore it from a copy, then rerun the same command."
             ) from None
         done.update(int(a) for a in agents)
     return done
-
-
-class CorruptFileError(ValueError):
-    """A results or checkpoint file that cannot be read back."""
 
 
 # ==================================================================================================
@@ -472,18 +467,12 @@ class CallPrograms:
 
     def place_state(self, leaves: list[np.ndarray]):
         """The sharded state of a call from this process's rows of every leaf (what
-        `local_state_rows` saved). The eval counter is the only unbatched (scalar) leaf."""
+        `checkpoints.save_checkpoint` saved), refused when they do not fit this config's state.
+        The eval counter is the only unbatched (scalar) leaf."""
         specs, treedef = jax.tree.flatten(self._state_template)
-        if len(leaves) != len(specs):
-            raise CorruptFileError(
-                f"the checkpoint holds {len(leaves)} arrays, this config's state {len(specs)}"
-            )
+        checkpoints.check_state_fits(leaves, specs)
         placed = []
         for leaf, spec in zip(leaves, specs):
-            if leaf.shape[1:] != spec.shape[1:] or leaf.ndim != spec.ndim:
-                raise CorruptFileError(
-                    f"an array of shape {leaf.shape} where this config's state has {spec.shape}"
-                )
             sharding = self._agents if spec.ndim else self._shared
             placed.append(
                 jax.make_array_from_process_local_data(sharding, leaf.astype(spec.dtype), spec.shape)
@@ -491,71 +480,8 @@ class CallPrograms:
         return jax.tree.unflatten(treedef, placed)
 
 
-def local_state_rows(state) -> list[np.ndarray]:
-    """This process's rows of every leaf of a sharded state (all rows in a single process)."""
-    rows = []
-    for leaf in jax.tree.leaves(state):
-        if leaf.sharding.is_fully_replicated:
-            rows.append(np.asarray(leaf.addressable_shards[0].data))
-            continue
-        shards = {s.index[0].start or 0: s for s in leaf.addressable_shards}
-        rows.append(np.concatenate([np.asarray(shards[k].data) for k in sorted(shards)]))
-    return rows
-
-
-def _checkpoint_path(combo_dir: pathlib.Path, lo: int, hi: int) -> pathlib.Path:
-    part = f"_process{jax.process_index()}" if jax.process_count() > 1 else ""
-    return combo_dir / f"checkpoint_{lo:06d}-{hi:06d}{part}.npz"
-
-
-def save_checkpoint(path: pathlib.Path, state, metrics: dict, meta: dict) -> None:
-    """A call's complete state, its metrics so far and `meta` (evals done, run seconds), written
-    atomically: a crash while writing leaves the previous checkpoint in place."""
-    arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(local_state_rows(state))}
-    arrays.update({f"metric_{name}": values for name, values in metrics.items()})
-    arrays["meta"] = np.array(json.dumps({"format": CHECKPOINT_FORMAT, **meta}))
-    _write_npz(path, arrays)
-
-
-def load_checkpoint(path: pathlib.Path) -> tuple[list[np.ndarray], dict, dict]:
-    """(state leaves, metrics so far, meta); an unreadable file stops the sweep, named. Whether
-    the leaves fit a config is for the caller to check (`CallPrograms.place_state`)."""
-    try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
-            leaves = [data[k] for k in sorted(k for k in data.files if k.startswith("leaf_"))]
-            metrics = {k[len("metric_") :]: data[k] for k in data.files if k.startswith("metric_")}
-    except Exception as error:
-        raise CorruptFileError(
-            f"checkpoint {path} is unreadable ({type(error).__name__}: {error}). Delete it to train "
-            "its agents from the start, then rerun the same command."
-        ) from None
-    return leaves, metrics, meta
-
-
 def _concat_metrics(history: list[dict]) -> dict:
     return {name: np.concatenate([h[name] for h in history], axis=1) for name in history[0]}
-
-
-def _check_checkpoint_disk(combo_dir: pathlib.Path, per_call: int, agents: int) -> None:
-    """Prints what a checkpoint costs and refuses when the disk cannot hold two (the one being
-    written beside the one it replaces)."""
-    free = shutil.disk_usage(combo_dir if combo_dir.exists() else combo_dir.parent).free
-    existing = sum(p.stat().st_size for p in combo_dir.glob("checkpoint_*.npz")) if combo_dir.exists() else 0
-    print(
-        f"checkpoints: {per_call / 2**30:.2f} GiB per call ({agents} agents x "
-        f"{per_call / agents / 2**20:.1f} MiB of replay, env and network state); "
-        f"{free / 2**30:.1f} GiB free on {combo_dir.parent}"
-    )
-    if free + existing < 2 * per_call:
-        raise ValueError(
-            f"--checkpoint-every: a checkpoint of one call takes {per_call / 2**30:.2f} GiB and the "
-            f"results disk needs room for two ({2 * per_call / 2**30:.2f} GiB) but has "
-            f"{(free + existing) / 2**30:.2f} GiB. Free disk space, choose another --out, or lower "
-            "the agents per call (--chunk) or the replay size (--set BUFFER_SIZE=...)"
-        )
 
 
 def _wait(tree):
@@ -739,22 +665,6 @@ def _to_host(tree):
     return jax.tree.map(np.asarray, tree)
 
 
-def _write_npz(path: pathlib.Path, arrays: dict) -> None:
-    """Atomic: a reader (or a resumed sweep) sees the whole file or none of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: pathlib.Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-
-
 def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
     flat = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
@@ -809,7 +719,7 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
     _check_same_sweep(out, spec)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "sweep.json", spec)
+        checkpoints.write_json(out / "sweep.json", spec)
 
     devices = jax.devices()
     mesh = jax.sharding.Mesh(np.array(devices), ("agents",))
@@ -829,7 +739,7 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
         combo_dir = out / f"combo_{c:03d}"
         if writer:
             combo_dir.mkdir(exist_ok=True)
-            _write_json(combo_dir / "config.json", config)
+            checkpoints.write_json(combo_dir / "config.json", config)
         done = finished_agents(combo_dir)
         finished = _process_0_view(np.isin(np.arange(total), list(done)).astype(np.int32))
         done = set(np.flatnonzero(finished).tolist())
@@ -850,7 +760,7 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
         requested = int(_process_0_view(np.array([requested or 0], np.int32))[0]) or None
         chunk = choose_chunk(per_agent, free, len(devices), total, requested)  # global device count
         if writer:
-            _write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
+            checkpoints.write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
         parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
         print(
             f"{label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
@@ -867,14 +777,14 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
         programs = CallPrograms(config, mesh, chunk, *_reporters(printer))
         num_evals = programs.loop.num_evals
         if args.checkpoint_every:
-            _check_checkpoint_disk(combo_dir, programs.state_bytes(), chunk)
-        checkpoints = [_checkpoint_path(combo_dir, lo, hi) for lo, hi in ranges]
-        for checkpoint in checkpoints:
-            checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a killed write
-        resumes = _process_0_view(np.array([c.exists() for c in checkpoints], np.int32)).astype(bool)
+            checkpoints.check_disk(combo_dir, programs.state_bytes(), chunk)
+        paths = [checkpoints.checkpoint_path(combo_dir, lo, hi) for lo, hi in ranges]
+        for path in paths:
+            checkpoints.partial_path(path).unlink(missing_ok=True)  # a killed write
+        resumes = _process_0_view(np.array([path.exists() for path in paths], np.int32)).astype(bool)
         programs.compile(with_init=not resumes.all())
         print(f"{label}: compiled in {programs.compile_seconds:.1f} s", flush=True)
-        for k, ((lo, hi), checkpoint, resumed) in enumerate(zip(ranges, checkpoints, resumes)):
+        for k, ((lo, hi), checkpoint, resumed) in enumerate(zip(ranges, paths, resumes)):
             agents = np.arange(lo, hi)
             n = len(agents)
             padded = np.concatenate([agents, np.full(chunk - n, agents[-1])])
@@ -883,12 +793,12 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
             t0 = time.perf_counter()
             resumed_at, run_before = None, 0.0
             if resumed:
-                leaves, history, meta = load_checkpoint(checkpoint)
+                leaves, history, meta = checkpoints.load_checkpoint(checkpoint)
                 evals, resumed_at, run_before = meta["evals_done"], meta["evals_done"], meta["run_seconds"]
                 try:
                     state = programs.place_state(leaves)
-                except CorruptFileError as error:
-                    raise CorruptFileError(
+                except checkpoints.CorruptFileError as error:
+                    raise checkpoints.CorruptFileError(
                         f"checkpoint {checkpoint} does not fit this sweep ({error}). Delete it to train "
                         "its agents from the start."
                     ) from None
@@ -910,7 +820,7 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
                 stop = STOP.requested()
                 if stop or (args.checkpoint_every and evals % args.checkpoint_every == 0):
                     history = [_concat_metrics(history)]
-                    save_checkpoint(
+                    checkpoints.save_checkpoint(
                         checkpoint, state, history[0], {"evals_done": evals, "run_seconds": run_s}
                     )
                 if stop:
@@ -946,7 +856,7 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
                 policies = _to_host({"actor_params": ts.actor_params, "obs_norm": ts.obs_norm._asdict()})
                 arrays.update(_flatten(jax.tree.map(lambda x: x[:n], policies), "policy_"))
             if writer:
-                _write_npz(combo_dir / f"agents_{lo:06d}-{hi:06d}.npz", arrays)
+                checkpoints.write_npz(combo_dir / f"agents_{lo:06d}-{hi:06d}.npz", arrays)
             checkpoint.unlink(missing_ok=True)  # its results are on disk now
             elapsed = time.perf_counter() - start
             remaining = sum(b - a for a, b in ranges[k + 1 :])
