@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+import checkpoints
 import envs
 from purejax_fasttd3 import Actor, Normalizer, TrainState, episode_returns, make_train_loop, normalize
 
@@ -123,28 +124,24 @@ def load_checkpoint_policy(path, agent: int) -> tuple[dict, Policy, int]:
     """(config, policy, evaluations done) of sweep agent `agent` from a mid-run checkpoint
     (`combo_XXX/checkpoint_LO-HI.npz`, written by `sweep.py --checkpoint-every`), to evaluate or
     render a run that is still going. The config carries the agent's own traced settings."""
-    import re
-
-    import sweep
-
     path = pathlib.Path(path)
-    match = re.fullmatch(r"checkpoint_(\d+)-(\d+)(?:_process(\d+))?\.npz", path.name)
-    if match is None or not (path.parent / CONFIG_FILE).exists():
+    call = checkpoints.parse_checkpoint_name(path)
+    if call is None or not (path.parent / CONFIG_FILE).exists():
         raise ValueError(
             f"{path} is not a sweep checkpoint (combo_XXX/checkpoint_LO-HI.npz beside config.json)."
         )
-    lo, hi = int(match[1]), int(match[2])
+    lo, hi, process = call
     config = json.loads((path.parent / CONFIG_FILE).read_text())
     template = jax.eval_shape(make_train_loop(config).init, jax.random.PRNGKey(0))
     specs, treedef = jax.tree.flatten(template)
-    leaves, _, meta = sweep.load_checkpoint(path)
+    leaves, _, meta = checkpoints.load_checkpoint(path)
     if len(leaves) != len(specs):
         raise ValueError(
             f"{path} holds {len(leaves)} state arrays, but its config.json describes {len(specs)}: "
             "the checkpoint and the config are from different versions or sweeps."
         )
     rows = next(leaf.shape[0] for leaf, spec in zip(leaves, specs) if leaf.ndim > spec.ndim)
-    first = lo + int(match[3] or 0) * rows  # each process saves its own consecutive rows
+    first = lo + process * rows  # each process saves its own consecutive rows
     if not (lo <= agent < hi and first <= agent < first + rows):
         raise IndexError(
             f"agent {agent} is not in {path.name}, which holds agents {first}-{min(first + rows, hi) - 1}."

@@ -37,19 +37,20 @@ import itertools
 import json
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
+import checkpoints
 import envs
 import provenance
 import purejax_fasttd3 as ft
@@ -64,7 +65,6 @@ from plots.results import (
 
 ROOT = pathlib.Path(__file__).resolve().parent
 FORMAT = "fasttd3x-sweep/1"
-CHECKPOINT_FORMAT = "fasttd3x-checkpoint/1"
 METRICS = ("env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean")
 # The default job: 16 seeds at each of the two PRE_TANH_PENALTY values that solved at least 62 of
 # 64 tuning seeds (bench/results/tuning_pendulum). The grid was tuned on Pendulum-v1 only, so it is
@@ -342,17 +342,13 @@ def finished_agents(combo_dir: pathlib.Path) -> set[int]:
                 for name in METRICS:  # reads every array: a damaged member fails its CRC here
                     data[f"metric_{name}"]
         except Exception as error:
-            raise CorruptFileError(
+            raise checkpoints.CorruptFileError(
                 f"results file {path} is unreadable ({type(error).__name__}: {error}). Sweeps write "
                 "results atomically, so it was damaged afterwards. Delete it to train those agents "
                 "again, or restore it from a copy, then rerun the same command."
             ) from None
         done.update(int(a) for a in agents)
     return done
-
-
-class CorruptFileError(ValueError):
-    """A results or checkpoint file that cannot be read back."""
 
 
 # ==================================================================================================
@@ -378,26 +374,6 @@ def _global_arrays(tree, mesh):
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
     place = lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])  # noqa: E731
     return jax.tree.map(place, tree)
-
-
-def _process_0_view(values: np.ndarray) -> np.ndarray:
-    """Process 0's copy of an int32 array that every process holds in the same shape: what it
-    reads from the results folder, which other hosts may not share."""
-    if jax.process_count() == 1:
-        return values
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.broadcast_one_to_all(values))
-
-
-def _least_free_memory(free: int) -> int:
-    """The smallest free memory of any process, so that every process picks the same chunk."""
-    if jax.process_count() == 1:
-        return free
-    from jax.experimental import multihost_utils
-
-    mib = multihost_utils.process_allgather(np.int32(min(free >> 20, 2**31 - 1)))
-    return int(np.min(mib)) << 20
 
 
 class CallPrograms:
@@ -459,8 +435,9 @@ class CallPrograms:
         self._run, self._init = compiled["run"], compiled.get("init")
         self.compile_seconds += time.perf_counter() - start
 
-    def init(self, rngs, hparams):
-        return self._init(rngs, hparams)  # compiled by `compile`
+    def init(self, rngs: np.ndarray, hparams: dict[str, np.ndarray]):
+        """New agents from every row's PRNG key and traced settings (NumPy, whole on every process)."""
+        return self._init(*_global_arrays((rngs, hparams), self._agents.mesh))  # compiled by `compile`
 
     def run(self, state):
         """One more evaluation of every agent of the call: (state, that evaluation's metrics)."""
@@ -472,18 +449,12 @@ class CallPrograms:
 
     def place_state(self, leaves: list[np.ndarray]):
         """The sharded state of a call from this process's rows of every leaf (what
-        `local_state_rows` saved). The eval counter is the only unbatched (scalar) leaf."""
+        `checkpoints.save_checkpoint` saved), refused when they do not fit this config's state.
+        The eval counter is the only unbatched (scalar) leaf."""
         specs, treedef = jax.tree.flatten(self._state_template)
-        if len(leaves) != len(specs):
-            raise CorruptFileError(
-                f"the checkpoint holds {len(leaves)} arrays, this config's state {len(specs)}"
-            )
+        checkpoints.check_state_fits(leaves, specs)
         placed = []
         for leaf, spec in zip(leaves, specs):
-            if leaf.shape[1:] != spec.shape[1:] or leaf.ndim != spec.ndim:
-                raise CorruptFileError(
-                    f"an array of shape {leaf.shape} where this config's state has {spec.shape}"
-                )
             sharding = self._agents if spec.ndim else self._shared
             placed.append(
                 jax.make_array_from_process_local_data(sharding, leaf.astype(spec.dtype), spec.shape)
@@ -491,71 +462,8 @@ class CallPrograms:
         return jax.tree.unflatten(treedef, placed)
 
 
-def local_state_rows(state) -> list[np.ndarray]:
-    """This process's rows of every leaf of a sharded state (all rows in a single process)."""
-    rows = []
-    for leaf in jax.tree.leaves(state):
-        if leaf.sharding.is_fully_replicated:
-            rows.append(np.asarray(leaf.addressable_shards[0].data))
-            continue
-        shards = {s.index[0].start or 0: s for s in leaf.addressable_shards}
-        rows.append(np.concatenate([np.asarray(shards[k].data) for k in sorted(shards)]))
-    return rows
-
-
-def _checkpoint_path(combo_dir: pathlib.Path, lo: int, hi: int) -> pathlib.Path:
-    part = f"_process{jax.process_index()}" if jax.process_count() > 1 else ""
-    return combo_dir / f"checkpoint_{lo:06d}-{hi:06d}{part}.npz"
-
-
-def save_checkpoint(path: pathlib.Path, state, metrics: dict, meta: dict) -> None:
-    """A call's complete state, its metrics so far and `meta` (evals done, run seconds), written
-    atomically: a crash while writing leaves the previous checkpoint in place."""
-    arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(local_state_rows(state))}
-    arrays.update({f"metric_{name}": values for name, values in metrics.items()})
-    arrays["meta"] = np.array(json.dumps({"format": CHECKPOINT_FORMAT, **meta}))
-    _write_npz(path, arrays)
-
-
-def load_checkpoint(path: pathlib.Path) -> tuple[list[np.ndarray], dict, dict]:
-    """(state leaves, metrics so far, meta); an unreadable file stops the sweep, named. Whether
-    the leaves fit a config is for the caller to check (`CallPrograms.place_state`)."""
-    try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
-            leaves = [data[k] for k in sorted(k for k in data.files if k.startswith("leaf_"))]
-            metrics = {k[len("metric_") :]: data[k] for k in data.files if k.startswith("metric_")}
-    except Exception as error:
-        raise CorruptFileError(
-            f"checkpoint {path} is unreadable ({type(error).__name__}: {error}). Delete it to train "
-            "its agents from the start, then rerun the same command."
-        ) from None
-    return leaves, metrics, meta
-
-
 def _concat_metrics(history: list[dict]) -> dict:
     return {name: np.concatenate([h[name] for h in history], axis=1) for name in history[0]}
-
-
-def _check_checkpoint_disk(combo_dir: pathlib.Path, per_call: int, agents: int) -> None:
-    """Prints what a checkpoint costs and refuses when the disk cannot hold two (the one being
-    written beside the one it replaces)."""
-    free = shutil.disk_usage(combo_dir if combo_dir.exists() else combo_dir.parent).free
-    existing = sum(p.stat().st_size for p in combo_dir.glob("checkpoint_*.npz")) if combo_dir.exists() else 0
-    print(
-        f"checkpoints: {per_call / 2**30:.2f} GiB per call ({agents} agents x "
-        f"{per_call / agents / 2**20:.1f} MiB of replay, env and network state); "
-        f"{free / 2**30:.1f} GiB free on {combo_dir.parent}"
-    )
-    if free + existing < 2 * per_call:
-        raise ValueError(
-            f"--checkpoint-every: a checkpoint of one call takes {per_call / 2**30:.2f} GiB and the "
-            f"results disk needs room for two ({2 * per_call / 2**30:.2f} GiB) but has "
-            f"{(free + existing) / 2**30:.2f} GiB. Free disk space, choose another --out, or lower "
-            "the agents per call (--chunk) or the replay size (--set BUFFER_SIZE=...)"
-        )
 
 
 def _wait(tree):
@@ -739,22 +647,6 @@ def _to_host(tree):
     return jax.tree.map(np.asarray, tree)
 
 
-def _write_npz(path: pathlib.Path, arrays: dict) -> None:
-    """Atomic: a reader (or a resumed sweep) sees the whole file or none of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: pathlib.Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-
-
 def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
     flat = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
@@ -765,6 +657,81 @@ def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
 
 def _environment() -> dict:
     return provenance.run_environment()
+
+
+# ==================================================================================================
+# AGREEING ACROSS PROCESSES
+# ==================================================================================================
+# What a process reads from disk or measures can differ from another's (hosts need not share the
+# results folder), so every decision that shapes the programs or the collectives is taken once,
+# the same on every process.
+def _process_0_view(values: np.ndarray) -> np.ndarray:
+    """Process 0's copy of an int32 array that every process holds in the same shape: what it
+    reads from the results folder, which other hosts may not share."""
+    if jax.process_count() == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(values))
+
+
+def _least_free_memory(free: int) -> int:
+    """The smallest free memory of any process, so that every process picks the same chunk."""
+    if jax.process_count() == 1:
+        return free
+    from jax.experimental import multihost_utils
+
+    mib = multihost_utils.process_allgather(np.int32(min(free >> 20, 2**31 - 1)))
+    return int(np.min(mib)) << 20
+
+
+def agreed_finished_agents(folder: pathlib.Path, total: int) -> set[int]:
+    """The agents of a combination (of `total`) whose results process 0 finds in `folder`."""
+    finished = np.isin(np.arange(total), list(finished_agents(folder))).astype(np.int32)
+    return set(np.flatnonzero(_process_0_view(finished)).tolist())
+
+
+def agreed_call_size(requested: int | None, calls_file: pathlib.Path) -> int | None:
+    """Agents per call asked for: `requested` (--chunk), else the size the combination started
+    with, as process 0 reads it from calls.json; None to size calls by free memory. A resumed
+    sweep keeps its call size: vmapped batches of another size round differently, and rounding
+    differences grow over a long run."""
+    if requested is None and calls_file.exists():
+        requested = json.loads(calls_file.read_text())["agents_per_call"]
+    return int(_process_0_view(np.array([requested or 0], np.int32))[0]) or None
+
+
+def agreed_resumes(paths: list[pathlib.Path]) -> np.ndarray:
+    """Whether each call resumes from its checkpoint: whether process 0 has the file."""
+    return _process_0_view(np.array([path.exists() for path in paths], np.int32)).astype(bool)
+
+
+# ==================================================================================================
+# THE SWEEP, STEP BY STEP
+# ==================================================================================================
+class Combination(NamedTuple):
+    """One static combination of a sweep: one config, one pair of compiled programs. Agent
+    `grid_index * seeds + seed_index` trains with row `agent` of `rngs` and `hparams`."""
+
+    index: int  # in the order of sweep.json's combos
+    label: str  # how printed lines name it: combo 2/3 {'BATCH_SIZE': 16}
+    folder: pathlib.Path  # OUT/combo_XXX
+    config: dict  # the resolved config
+    rngs: np.ndarray  # every agent's PRNG key: split(PRNGKey(seed), seeds)[seed_index]
+    hparams: dict[str, np.ndarray]  # every agent's traced settings (`agent_hparams`)
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.rngs)
+
+
+class Sweep(NamedTuple):
+    """What the command line asks for, every combination and grid point validated."""
+
+    out: pathlib.Path  # the results folder
+    spec: dict  # what sweep.json records
+    points: list[dict]  # the grid points, in flag order
+    combinations: list[Combination]
 
 
 def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:
@@ -781,21 +748,16 @@ def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:
             )
 
 
-def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathlib.Path:
-    """The sweep `args` describe; `cpu_layout` says how the CPU devices were chosen (printed on CPU)."""
-    init_distributed(args)
-    writer = jax.process_index() == 0  # the other processes compute and write nothing
-    if writer and args.watchdog:  # heartbeats come from the first device, which process 0 holds
-        WATCHDOG.start(args.watchdog)
+def plan_sweep(args: argparse.Namespace) -> Sweep:
+    """The sweep `args` describe, validated before any compilation; refuses a results folder that
+    holds another sweep."""
     grid = parse_grid(args.grid)
     fixed, looped = parse_set(args.set)
     combos = grid_points(looped)
     points = grid_points(grid)
     out = pathlib.Path(args.out or f"results/{args.env}")
-    # Validate every combination (and every grid point) before any compilation.
     configs = [ft.make_config(args.env, **{**fixed, **combo}) for combo in combos]
     hparams = [agent_hparams(config, points, args.seeds) for config in configs]
-
     spec = {
         "format": FORMAT,
         "env": args.env,
@@ -807,160 +769,227 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
         "combos": combos,
     }
     _check_same_sweep(out, spec)
-    if writer:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "sweep.json", spec)
+    seed_rngs = np.asarray(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))
+    rngs = seed_rngs[np.arange(len(points) * args.seeds) % args.seeds]
+    combinations = []
+    for c, (combo, config, hp) in enumerate(zip(combos, configs, hparams)):
+        label = f"combo {c + 1}/{len(combos)} {combo or ''}".rstrip()
+        combinations.append(Combination(c, label, out / f"combo_{c:03d}", config, rngs, hp))
+    return Sweep(out, spec, points, combinations)
 
+
+class Call(NamedTuple):
+    """One device call: agents lo..hi-1 of a combination, in `rows` padded to the call size by
+    repeating the last agent."""
+
+    lo: int
+    hi: int
+    rows: np.ndarray  # the agent of each row
+    checkpoint: pathlib.Path  # this process's checkpoint of the call
+
+    @property
+    def name(self) -> str:
+        return f"agents {self.lo}-{self.hi - 1}"
+
+
+def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int]) -> list[Call]:
+    """The calls that train a combination's unfinished agents: as many agents per call as fit in
+    the least free memory of any process, or as asked for (`agreed_call_size`), over every device
+    of every process. Records the call size in calls.json and prints the plan."""
+    devices, total = jax.devices(), combo.num_agents
+    memory = bytes_per_agent(combo.config, envs.make_env(combo.config))
+    per_agent = sum(memory.values())
+    free = _least_free_memory(free_device_memory(jax.local_devices()))
+    calls_file = combo.folder / "calls.json"
+    chunk = choose_chunk(per_agent, free, len(devices), total, agreed_call_size(args.chunk, calls_file))
+    if jax.process_index() == 0:
+        checkpoints.write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
+    parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
+    print(
+        f"{combo.label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
+        f"{free / 2**30:.1f} GiB free -> {chunk} agents per call"
+    )
+    if done:
+        print(f"{combo.label}: resuming, {len(done)} of {total} agents already finished")
+    warning = cpu_size_warning(combo.config, devices[0].platform)
+    if warning:
+        print(f"{combo.label}: WARNING: {warning}", flush=True)
+    calls = []
+    for lo, hi in pending_ranges(done, total, chunk):
+        agents = np.arange(lo, hi)
+        rows = np.concatenate([agents, np.full(chunk - len(agents), agents[-1])])
+        calls.append(Call(lo, hi, rows, checkpoints.checkpoint_path(combo.folder, lo, hi)))
+    return calls
+
+
+def compile_calls(
+    args: argparse.Namespace, combo: Combination, mesh: jax.sharding.Mesh, calls: list[Call]
+) -> tuple[CallPrograms, np.ndarray]:
+    """(the combination's programs, compiled; whether each call resumes from its checkpoint).
+    With --checkpoint-every, first refuses a disk without room for two checkpoints."""
+    chunk = len(calls[0].rows)
+    printer = None if args.quiet else ft.ProgressPrinter(combo.config)
+    WATCHDOG.doing(f"tracing and compiling {combo.label}")
+    programs = CallPrograms(combo.config, mesh, chunk, *_reporters(printer))
+    if args.checkpoint_every:
+        checkpoints.check_disk(combo.folder, programs.state_bytes(), chunk)
+    for call in calls:
+        checkpoints.partial_path(call.checkpoint).unlink(missing_ok=True)  # a killed write
+    resumes = agreed_resumes([call.checkpoint for call in calls])
+    programs.compile(with_init=not resumes.all())
+    print(f"{combo.label}: compiled in {programs.compile_seconds:.1f} s", flush=True)
+    return programs, resumes
+
+
+class CallOutcome(NamedTuple):
+    """A call trained to its last evaluation."""
+
+    state: ft.Runner  # every row's final state, sharded over the devices
+    metrics: dict[str, np.ndarray]  # [rows, evals] of each metric the run reports
+    run_seconds: float  # device time of its evaluations, over every run that trained it
+    resumed_at: int | None  # the evaluation it resumed from a checkpoint at, if it did
+
+
+def run_call(
+    args: argparse.Namespace, combo: Combination, programs: CallPrograms, call: Call, resumed: bool
+) -> CallOutcome:
+    """Trains a call's agents one evaluation at a time, from the start or from its checkpoint.
+    Saves a checkpoint every --checkpoint-every evaluations, and when asked to stop (then raises
+    `Interrupted`). Run seconds leave compilation out and carry over a resume (they time the
+    learning curve)."""
+    num_evals = programs.loop.num_evals
+    t0 = time.perf_counter()
+    resumed_at, run_before = None, 0.0
+    if resumed:
+        leaves, saved, meta = checkpoints.load_checkpoint(call.checkpoint)
+        evals, resumed_at, run_before = meta["evals_done"], meta["evals_done"], meta["run_seconds"]
+        try:
+            state = programs.place_state(leaves)
+        except checkpoints.CorruptFileError as error:
+            raise checkpoints.CorruptFileError(
+                f"checkpoint {call.checkpoint} does not fit this sweep ({error}). Delete it to train "
+                "its agents from the start."
+            ) from None
+        history = [saved]
+        print(f"{combo.label}: {call.name} resume from their checkpoint at eval {evals}/{num_evals}")
+    else:
+        state = programs.init(combo.rngs[call.rows], {k: v[call.rows] for k, v in combo.hparams.items()})
+        history, evals = [], 0
+    while evals < num_evals:
+        WATCHDOG.doing(f"running {call.name}, eval {evals + 1}/{num_evals}")
+        state, metrics = programs.run(state)
+        history.append(_to_host(_wait(metrics)))
+        evals += 1
+        run_s = run_before + time.perf_counter() - t0
+        if evals == num_evals:
+            break
+        stop = STOP.requested()
+        if stop or (args.checkpoint_every and evals % args.checkpoint_every == 0):
+            history = [_concat_metrics(history)]
+            checkpoints.save_checkpoint(
+                call.checkpoint, state, history[0], {"evals_done": evals, "run_seconds": run_s}
+            )
+        if stop:
+            raise Interrupted(f"stopped at eval {evals}/{num_evals} of {call.name}, checkpoint saved")
+    return CallOutcome(state, _concat_metrics(history), run_s, resumed_at)
+
+
+def write_call_results(
+    args: argparse.Namespace, combo: Combination, call: Call, outcome: CallOutcome, compile_seconds: float
+) -> list[int]:
+    """Writes a finished call's results file (process 0; the format is in this module's
+    docstring), then removes its checkpoint (each process its own). Returns the agents with
+    non-finite losses or returns."""
+    WATCHDOG.doing(f"writing the results of {call.name}")
+    agents = np.arange(call.lo, call.hi)
+    n = len(agents)
+    metrics = {name: values[:n] for name, values in outcome.metrics.items()}
+    metrics["env_steps"] = np.tile(ft.env_steps_at_evals(combo.config), (n, 1))  # int64, exact
+    flagged = agents[
+        ~finite_agents({"agent": agents, **{f"metric_{k}": v for k, v in metrics.items()}})
+    ].tolist()
+    meta = {
+        **_environment(),
+        "compile_seconds": compile_seconds,
+        "run_seconds": outcome.run_seconds,
+        "resumed_at_eval": outcome.resumed_at,
+        "nonfinite_agents": flagged,
+    }
+    arrays = {
+        "agent": agents,
+        "grid_index": agents // args.seeds,
+        "seed_index": agents % args.seeds,
+        **{f"hparam_{key}": combo.hparams[key][call.lo : call.hi] for key in ft.HPARAM_DEFAULTS},
+        **{f"metric_{name}": metrics[name] for name in METRICS},
+        "meta": np.array(json.dumps(meta)),
+    }
+    if args.save_policies:
+        ts = outcome.state.train_state
+        policies = _to_host({"actor_params": ts.actor_params, "obs_norm": ts.obs_norm._asdict()})
+        arrays.update(_flatten(jax.tree.map(lambda x: x[:n], policies), "policy_"))
+    if jax.process_index() == 0:
+        checkpoints.write_npz(combo.folder / f"agents_{call.lo:06d}-{call.hi:06d}.npz", arrays)
+    call.checkpoint.unlink(missing_ok=True)  # its results are on disk now
+    return flagged
+
+
+def run_combination(
+    args: argparse.Namespace, combo: Combination, mesh: jax.sharding.Mesh, started: float
+) -> None:
+    """Trains and writes a combination's unfinished agents, call by call; `started` is when the
+    sweep started, for the elapsed time."""
+    if jax.process_index() == 0:
+        combo.folder.mkdir(exist_ok=True)
+        checkpoints.write_json(combo.folder / "config.json", combo.config)
+    done = agreed_finished_agents(combo.folder, combo.num_agents)
+    if len(done) == combo.num_agents:
+        print(f"{combo.label}: all {combo.num_agents} agents already finished, skipped")
+        return
+    calls = plan_calls(args, combo, done)
+    programs, resumes = compile_calls(args, combo, mesh, calls)
+    for k, (call, resumed) in enumerate(zip(calls, resumes)):
+        outcome = run_call(args, combo, programs, call, resumed)
+        flagged = write_call_results(args, combo, call, outcome, programs.compile_seconds)
+        remaining = sum(later.hi - later.lo for later in calls[k + 1 :])
+        eta = outcome.run_seconds / (call.hi - call.lo) * remaining
+        print(
+            f"{combo.label}: {call.name} done in {outcome.run_seconds:.1f} s "
+            f"({k + 1}/{len(calls)} calls; elapsed {time.perf_counter() - started:.0f} s, "
+            f"ETA for this combination {eta:.0f} s)"
+        )
+        if flagged:
+            print(f"  WARNING: non-finite losses or returns in agents {flagged}; kept going")
+        if k + 1 < len(calls) and STOP.requested():
+            raise Interrupted(f"stopped after {call.name} of combination {combo.index + 1}")
+
+
+def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathlib.Path:
+    """The sweep `args` describe; `cpu_layout` says how the CPU devices were chosen (printed on CPU)."""
+    init_distributed(args)
+    writer = jax.process_index() == 0  # the other processes compute and write nothing
+    if writer and args.watchdog:  # heartbeats come from the first device, which process 0 holds
+        WATCHDOG.start(args.watchdog)
+    sweep = plan_sweep(args)
+    if writer:
+        sweep.out.mkdir(parents=True, exist_ok=True)
+        checkpoints.write_json(sweep.out / "sweep.json", sweep.spec)
     devices = jax.devices()
     mesh = jax.sharding.Mesh(np.array(devices), ("agents",))
-    total = len(points) * args.seeds
-    seed_rngs = np.asarray(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))
+    num_combos = len(sweep.combinations)
+    agents = sum(combo.num_agents for combo in sweep.combinations)
     print(
-        f"{args.env}: {len(combos)} static combination(s) x {len(points)} grid point(s) x "
-        f"{args.seeds} seeds = {total * len(combos)} agents on {len(devices)} {devices[0].device_kind}"
+        f"{args.env}: {num_combos} static combination(s) x {len(sweep.points)} grid point(s) x "
+        f"{args.seeds} seeds = {agents} agents on {len(devices)} {devices[0].device_kind}"
         + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
     )
     if cpu_layout and devices[0].platform == "cpu":
         print(f"  {cpu_layout}")
-    start = time.perf_counter()
-    for c, (combo, config, hp) in enumerate(zip(combos, configs, hparams)):
-        if c > 0 and STOP.requested():
-            raise Interrupted(f"stopped before static combination {c + 1}/{len(combos)}")
-        combo_dir = out / f"combo_{c:03d}"
-        if writer:
-            combo_dir.mkdir(exist_ok=True)
-            _write_json(combo_dir / "config.json", config)
-        done = finished_agents(combo_dir)
-        finished = _process_0_view(np.isin(np.arange(total), list(done)).astype(np.int32))
-        done = set(np.flatnonzero(finished).tolist())
-        label = f"combo {c + 1}/{len(combos)} {combo or ''}".rstrip()
-        if len(done) == total:
-            print(f"{label}: all {total} agents already finished, skipped")
-            continue
-        env = envs.make_env(config)
-        memory = bytes_per_agent(config, env)
-        per_agent = sum(memory.values())
-        free = _least_free_memory(free_device_memory(jax.local_devices()))
-        # A resumed sweep keeps the call size it started with: vmapped batches of another size
-        # round differently, and rounding differences grow over a long run.
-        calls_file = combo_dir / "calls.json"
-        requested = args.chunk
-        if requested is None and calls_file.exists():
-            requested = json.loads(calls_file.read_text())["agents_per_call"]
-        requested = int(_process_0_view(np.array([requested or 0], np.int32))[0]) or None
-        chunk = choose_chunk(per_agent, free, len(devices), total, requested)  # global device count
-        if writer:
-            _write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
-        parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
-        print(
-            f"{label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
-            f"{free / 2**30:.1f} GiB free -> {chunk} agents per call"
-        )
-        ranges = pending_ranges(done, total, chunk)
-        if done:
-            print(f"{label}: resuming, {len(done)} of {total} agents already finished")
-        warning = cpu_size_warning(config, devices[0].platform)
-        if warning:
-            print(f"{label}: WARNING: {warning}", flush=True)
-        printer = None if args.quiet else ft.ProgressPrinter(config)
-        WATCHDOG.doing(f"tracing and compiling {label}")
-        programs = CallPrograms(config, mesh, chunk, *_reporters(printer))
-        num_evals = programs.loop.num_evals
-        if args.checkpoint_every:
-            _check_checkpoint_disk(combo_dir, programs.state_bytes(), chunk)
-        checkpoints = [_checkpoint_path(combo_dir, lo, hi) for lo, hi in ranges]
-        for checkpoint in checkpoints:
-            checkpoint.with_name(checkpoint.name + ".tmp").unlink(missing_ok=True)  # a killed write
-        resumes = _process_0_view(np.array([c.exists() for c in checkpoints], np.int32)).astype(bool)
-        programs.compile(with_init=not resumes.all())
-        print(f"{label}: compiled in {programs.compile_seconds:.1f} s", flush=True)
-        for k, ((lo, hi), checkpoint, resumed) in enumerate(zip(ranges, checkpoints, resumes)):
-            agents = np.arange(lo, hi)
-            n = len(agents)
-            padded = np.concatenate([agents, np.full(chunk - n, agents[-1])])
-            chunk_hp = {key: values[padded] for key, values in hp.items()}
-            # Run seconds leave compilation out and carry over a resume (they time the learning curve).
-            t0 = time.perf_counter()
-            resumed_at, run_before = None, 0.0
-            if resumed:
-                leaves, history, meta = load_checkpoint(checkpoint)
-                evals, resumed_at, run_before = meta["evals_done"], meta["evals_done"], meta["run_seconds"]
-                try:
-                    state = programs.place_state(leaves)
-                except CorruptFileError as error:
-                    raise CorruptFileError(
-                        f"checkpoint {checkpoint} does not fit this sweep ({error}). Delete it to train "
-                        "its agents from the start."
-                    ) from None
-                history = [history]
-                print(
-                    f"{label}: agents {lo}-{hi - 1} resume from their checkpoint at eval {evals}/{num_evals}"
-                )
-            else:
-                state = programs.init(*_global_arrays((seed_rngs[padded % args.seeds], chunk_hp), mesh))
-                history, evals = [], 0
-            while evals < num_evals:
-                WATCHDOG.doing(f"running agents {lo}-{hi - 1}, eval {evals + 1}/{num_evals}")
-                state, metrics = programs.run(state)
-                history.append(_to_host(_wait(metrics)))
-                evals += 1
-                run_s = run_before + time.perf_counter() - t0
-                if evals == num_evals:
-                    break
-                stop = STOP.requested()
-                if stop or (args.checkpoint_every and evals % args.checkpoint_every == 0):
-                    history = [_concat_metrics(history)]
-                    save_checkpoint(
-                        checkpoint, state, history[0], {"evals_done": evals, "run_seconds": run_s}
-                    )
-                if stop:
-                    raise Interrupted(
-                        f"stopped at eval {evals}/{num_evals} of agents {lo}-{hi - 1}, checkpoint saved"
-                    )
-            WATCHDOG.doing(f"writing the results of agents {lo}-{hi - 1}")
-            metrics = {name: values[:n] for name, values in _concat_metrics(history).items()}
-            metrics["env_steps"] = np.tile(ft.env_steps_at_evals(config), (n, 1))  # int64, exact
-            flagged = agents[
-                ~finite_agents({"agent": agents, **{f"metric_{k}": v for k, v in metrics.items()}})
-            ].tolist()
-            arrays = {
-                "agent": agents,
-                "grid_index": agents // args.seeds,
-                "seed_index": agents % args.seeds,
-                **{f"hparam_{key}": chunk_hp[key][:n] for key in ft.HPARAM_DEFAULTS},
-                **{f"metric_{name}": metrics[name] for name in METRICS},
-                "meta": np.array(
-                    json.dumps(
-                        {
-                            **_environment(),
-                            "compile_seconds": programs.compile_seconds,
-                            "run_seconds": run_s,
-                            "resumed_at_eval": resumed_at,
-                            "nonfinite_agents": flagged,
-                        }
-                    )
-                ),
-            }
-            if args.save_policies:
-                ts = state.train_state
-                policies = _to_host({"actor_params": ts.actor_params, "obs_norm": ts.obs_norm._asdict()})
-                arrays.update(_flatten(jax.tree.map(lambda x: x[:n], policies), "policy_"))
-            if writer:
-                _write_npz(combo_dir / f"agents_{lo:06d}-{hi:06d}.npz", arrays)
-            checkpoint.unlink(missing_ok=True)  # its results are on disk now
-            elapsed = time.perf_counter() - start
-            remaining = sum(b - a for a, b in ranges[k + 1 :])
-            eta = run_s / n * remaining
-            print(
-                f"{label}: agents {lo}-{hi - 1} done in {run_s:.1f} s "
-                f"({k + 1}/{len(ranges)} calls; elapsed {elapsed:.0f} s, "
-                f"ETA for this combination {eta:.0f} s)"
-            )
-            if flagged:
-                print(f"  WARNING: non-finite losses or returns in agents {flagged}; kept going")
-            if k + 1 < len(ranges) and STOP.requested():
-                raise Interrupted(f"stopped after agents {lo}-{hi - 1} of combination {c + 1}")
-    return out
+    started = time.perf_counter()
+    for combo in sweep.combinations:
+        if combo.index > 0 and STOP.requested():
+            raise Interrupted(f"stopped before static combination {combo.index + 1}/{num_combos}")
+        run_combination(args, combo, mesh, started)
+    return sweep.out
 
 
 # ==================================================================================================

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import checkpoints
 import policy as pol
 import purejax_fasttd3 as ft
 import sweep
@@ -128,7 +129,7 @@ def test_vmapped_grid_continues_bit_for_bit(loop, tmp_path):
     combo = tmp_path / "combo_000"
     combo.mkdir()
     (combo / "config.json").write_text(json.dumps(config))
-    sweep.save_checkpoint(
+    checkpoints.save_checkpoint(
         combo / "checkpoint_000000-000003.npz", mid_run, {}, {"evals_done": 2, "run_seconds": 0.0}
     )
     trained, policy, evals = pol.load_checkpoint_policy(combo / "checkpoint_000000-000003.npz", agent=2)
@@ -248,7 +249,9 @@ def test_corrupt_checkpoint_is_named(tmp_path):
 
 
 def test_checkpoints_need_room_for_two(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sweep.shutil, "disk_usage", lambda path: sweep.shutil._ntuple_diskusage(1, 0, 1000))
+    monkeypatch.setattr(
+        checkpoints.shutil, "disk_usage", lambda path: checkpoints.shutil._ntuple_diskusage(1, 0, 1000)
+    )
     with pytest.raises(SystemExit) as stop:
         sweep.main([*SWEEP, "--out", str(tmp_path / "sweep"), "--checkpoint-every", "3"])
     message = str(stop.value.code)
@@ -263,7 +266,7 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     (out / "combo_000").mkdir(parents=True)
     other = out / "combo_000" / "checkpoint_000000-000002.npz"
     state = {"only_leaf": jnp.zeros((2, 3))}
-    sweep.save_checkpoint(other, state, {}, {"evals_done": 3, "run_seconds": 0.0})
+    checkpoints.save_checkpoint(other, state, {}, {"evals_done": 3, "run_seconds": 0.0})
     with pytest.raises(SystemExit) as stop:
         sweep.main([*SWEEP, "--out", str(out), "--checkpoint-every", "3"])
     message = str(stop.value.code)
