@@ -27,7 +27,8 @@ import shutil
 import jax
 import numpy as np
 
-FORMAT = "fasttd3x-checkpoint/1"
+# /2: the env state is the wrapper stack's own (envs.EnvState), so /1 files hold another tree.
+FORMAT = "fasttd3x-checkpoint/2"
 NAME = re.compile(r"checkpoint_(\d+)-(\d+)(?:_process(\d+))?\.npz")  # what `checkpoint_path` writes
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import functools
 import itertools
@@ -559,13 +560,21 @@ class Watchdog:
         self.last = time.monotonic()
         self._main = threading.main_thread()
 
-    def start(self, seconds: float) -> None:
-        """Watches from now on (a second call only changes the interval)."""
-        first = self.seconds is None
+    @contextlib.contextmanager
+    def watching(self, seconds: float):
+        """Watches while the block runs; the thread ends with it (a notebook that called
+        `sweep.main` goes on without a watchdog reporting its idle kernel)."""
         self.seconds = seconds
         self.beat()
-        if first:
-            threading.Thread(target=self._watch, daemon=True, name="watchdog").start()
+        stopped = threading.Event()
+        thread = threading.Thread(target=self._watch, args=(stopped,), daemon=True, name="watchdog")
+        thread.start()
+        try:
+            yield self
+        finally:
+            stopped.set()
+            thread.join()
+            self.seconds = None
 
     def doing(self, what: str) -> None:
         self.what = what
@@ -589,9 +598,8 @@ class Watchdog:
             "sets this interval)."
         )
 
-    def _watch(self) -> None:
-        while True:
-            time.sleep(min(self.seconds, 5.0))
+    def _watch(self, stopped: threading.Event) -> None:
+        while not stopped.wait(min(self.seconds, 5.0)):
             report = self.silence()
             if report:
                 print(report, flush=True)
@@ -963,14 +971,18 @@ def run_combination(
             raise Interrupted(f"stopped after {call.name} of combination {combo.index + 1}")
 
 
-def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathlib.Path:
-    """The sweep `args` describe; `cpu_layout` says how the CPU devices were chosen (printed on CPU)."""
+def run_sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None = None) -> pathlib.Path:
+    """The sweep `args` describe; `cpu_layout` is the host device count main chose (reported on CPU)."""
     init_distributed(args)
-    writer = jax.process_index() == 0  # the other processes compute and write nothing
-    if writer and args.watchdog:  # heartbeats come from the first device, which process 0 holds
-        WATCHDOG.start(args.watchdog)
+    # Heartbeats come from the first device, which process 0 holds: only it watches.
+    watch = jax.process_index() == 0 and args.watchdog
+    with WATCHDOG.watching(args.watchdog) if watch else contextlib.nullcontext():
+        return _sweep(args, cpu_layout)
+
+
+def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Path:
     sweep = plan_sweep(args)
-    if writer:
+    if jax.process_index() == 0:  # the other processes compute and write nothing
         sweep.out.mkdir(parents=True, exist_ok=True)
         checkpoints.write_json(sweep.out / "sweep.json", sweep.spec)
     devices = jax.devices()
@@ -983,7 +995,7 @@ def run_sweep(args: argparse.Namespace, cpu_layout: str | None = None) -> pathli
         + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
     )
     if cpu_layout and devices[0].platform == "cpu":
-        print(f"  {cpu_layout}")
+        print(f"  {cpu_layout.report(jax.local_device_count())}")
     started = time.perf_counter()
     for combo in sweep.combinations:
         if combo.index > 0 and STOP.requested():
@@ -1085,16 +1097,34 @@ def cpu_device_count(env_name: str, cores: int) -> tuple[int, str]:
     )
 
 
-def choose_cpu_devices(env_name: str) -> str | None:
-    """Sets XLA_FLAGS' host device count for `env_name` (`cpu_device_count`) and says why; takes
-    effect only before JAX starts its backends, as in `python sweep.py`. A device count already
-    in XLA_FLAGS wins (None)."""
+class CpuLayout(NamedTuple):
+    """The host device count chosen for a sweep, and why."""
+
+    count: int
+    why: str
+
+    def report(self, devices: int) -> str:
+        """What the sweep runs on: the chosen count, or the count JAX had started with before
+        the sweep could set it (sweep.main called from a running Python, e.g. a notebook)."""
+        if devices == self.count:
+            return f"{self.count} CPU device(s), {self.why}"
+        return (
+            f"{devices} CPU device(s): JAX started before the sweep could choose {self.count} "
+            f"({self.why}); set XLA_FLAGS=--xla_force_host_platform_device_count={self.count} "
+            "before JAX starts to use them"
+        )
+
+
+def choose_cpu_devices(env_name: str) -> CpuLayout | None:
+    """Sets XLA_FLAGS' host device count for `env_name` (`cpu_device_count`); takes effect only
+    before JAX starts its backends, as in `python sweep.py`. A device count already in XLA_FLAGS
+    wins (None)."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" in flags:
         return None
-    count, why = cpu_device_count(env_name, os.cpu_count() or 1)
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-    return f"{count} CPU device(s), {why}"
+    layout = CpuLayout(*cpu_device_count(env_name, os.cpu_count() or 1))
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={layout.count}".strip()
+    return layout
 
 
 def main(argv=None) -> None:

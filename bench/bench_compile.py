@@ -8,7 +8,7 @@ times; the minimum is reported, since a shared machine only ever adds time.
     python bench/bench_compile.py                         # Pendulum-v1 and CheetahRun
     python bench/bench_compile.py --env CheetahRun --updates 1 2 4 8
 
-Writes bench/results/compile_num_updates_<device>.json.
+Writes bench/results/compile_num_updates_<device><tag>.json.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--env", nargs="+", default=["Pendulum-v1", "CheetahRun"])
     parser.add_argument("--updates", nargs="+", type=int, default=[2, 8], help="NUM_UPDATES values")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--tag", default="", help="suffix for the result file name")
     args = parser.parse_args()
 
     rows = []
@@ -69,7 +70,7 @@ def main() -> None:
         )
 
     device = jax.devices()[0].device_kind.replace(" ", "_")
-    write(f"compile_num_updates_{device}", {"environment": environment(), "rows": rows})
+    write(f"compile_num_updates_{device}{args.tag}", {"environment": environment(), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -365,7 +365,12 @@ def test_default_job_and_cpu_devices(monkeypatch):
     assert sweep.parse_args(["--env", "MountainCarContinuous-v0"]).grid == []
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
-    assert sweep.choose_cpu_devices("Pendulum-v1") == "6 CPU device(s), one per core"
+    layout = sweep.choose_cpu_devices("Pendulum-v1")
+    assert layout == (6, "one per core") and layout.report(6) == "6 CPU device(s), one per core"
+    # JAX already running with another count (sweep.main from a notebook): said, with the fix.
+    started = layout.report(1)
+    assert started.startswith("1 CPU device(s): JAX started before the sweep could choose 6"), started
+    assert "XLA_FLAGS=--xla_force_host_platform_device_count=6" in started, started
     assert (
         os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=6"
     )
@@ -444,3 +449,15 @@ def test_watchdog_names_what_it_waits_on_and_where():
     assert ", inside threading.py:" in report, report
     dog.beat()
     assert dog.silence() is None
+
+
+def test_watchdog_thread_lives_as_long_as_the_sweep():
+    def watchdogs():
+        return [t for t in threading.enumerate() if t.name == "watchdog"]
+
+    dog = sweep.Watchdog()
+    with dog.watching(60.0):
+        assert len(watchdogs()) == 1 and dog.seconds == 60.0
+    assert not watchdogs()  # joined on the way out
+    dog.last -= 120.0
+    assert dog.silence() is None  # no longer watching: a later idle spell is not reported
