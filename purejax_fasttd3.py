@@ -790,7 +790,6 @@ def make_train_loop(config: dict, progress=None, heartbeat=None) -> TrainLoop:
     env = envs.make_env(config)
     nets = make_networks(config, env)
     eval_interval = config["EVAL_INTERVAL"]
-    segments = 0 if heartbeat is None else heartbeat_segments(eval_interval)
 
     def counted_iteration_step(carry, iteration):
         """`iteration_step` that also counts the iterations done (unbatched under vmap). A
@@ -811,6 +810,7 @@ def make_train_loop(config: dict, progress=None, heartbeat=None) -> TrainLoop:
         chunk = runner.evals_done
         iterations = chunk * eval_interval + jnp.arange(eval_interval)
         carry = (runner, iterations[0])
+        segments = 0 if heartbeat is None else heartbeat_segments(eval_interval)  # at trace time
         if segments == 0:
             (runner, done), stats = jax.lax.scan(counted_iteration_step, carry, iterations)
         else:
