@@ -14,22 +14,12 @@ import pytest
 import configs
 import envs
 import purejax_fasttd3 as ft
+from numpy_reference import project
 
 
 # ==================================================================================================
 # C51 projection
 # ==================================================================================================
-def proj_tri_np(p, r, boot, disc, v_min, v_max):
-    """Triangular-kernel projection in float64: m_i = sum_j p_j max(0, 1 - |b_j - i|)."""
-    p, r, boot, disc = (np.asarray(a, np.float64) for a in (p, r, boot, disc))
-    n = p.shape[-1]
-    z = np.linspace(v_min, v_max, n)
-    dz = (v_max - v_min) / (n - 1)
-    b = (np.clip(r[:, None] + boot[:, None] * disc[:, None] * z, v_min, v_max) - v_min) / dz
-    kernel = np.clip(1.0 - np.abs(b[:, :, None] - np.arange(n)), 0.0, None)  # [B, j, i]
-    return np.einsum("bj,bji->bi", p, kernel)
-
-
 def _softmax_rows(rng, rows, atoms):
     logits = rng.normal(size=(rows, atoms)) * 2.0
     p = np.exp(logits - logits.max(-1, keepdims=True))
@@ -54,7 +44,7 @@ def test_projection_matches_triangular_kernel():
     r[48:64], boot[48:64] = -1e6, 1.0  # clipped at v_min
     r[64:80], boot[64:80] = 0.0, 1.0  # r = 0 with bootstrap: b_j lands near atoms
     m = _project(p, r, boot, disc, v_min, v_max)
-    ref = proj_tri_np(p, r, boot, disc, v_min, v_max)
+    ref = project(p, r, boot, disc, v_min, v_max)
     np.testing.assert_allclose(m, ref, atol=1e-5)
     np.testing.assert_allclose(m.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(m[:32], np.eye(atoms)[np.full(32, 50)], atol=1e-5)

@@ -12,6 +12,7 @@ import pytest
 
 import envs
 import purejax_fasttd3 as ft
+from numpy_reference import log_softmax, project, softmax
 
 OBS, PRIVILEGED, ACTION, BATCH, ATOMS = 3, 2, 1, 8, 11
 # Traced settings of the update tests: a support the targets spread over, non-zero decay and
@@ -103,29 +104,6 @@ def np_critic_logits(params, twin, obs, action):
     return _mlp(layers, np.concatenate([obs, action], -1))
 
 
-def softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def np_project(probs, reward, bootstrap, discount, v_min, v_max):
-    """C51 projection as the textbook loop: each atom's mass split between its neighbours."""
-    support = np.linspace(v_min, v_max, ATOMS)
-    delta = (v_max - v_min) / (ATOMS - 1)
-    out = np.zeros_like(probs)
-    for b in range(probs.shape[0]):
-        for j in range(ATOMS):
-            tz = np.clip(reward[b] + bootstrap[b] * discount[b] * support[j], v_min, v_max)
-            pos = (tz - v_min) / delta
-            low, high = int(np.floor(pos)), int(np.ceil(pos))
-            if low == high:
-                out[b, low] += probs[b, j]
-            else:
-                out[b, low] += probs[b, j] * (high - pos)
-                out[b, high] += probs[b, j] * (pos - low)
-    return out
-
-
 def _with_leaves(tree, leaves):
     return jax.tree.unflatten(jax.tree.structure(tree), leaves)
 
@@ -174,7 +152,7 @@ def test_critic_update_matches_numpy(setup):
     next_action = np.clip(np_actor(ts.actor_params, b["next_obs"])[0] + smoothing, -1.0, 1.0)
     support = np.linspace(HP["V_MIN"], HP["V_MAX"], ATOMS)
     targets = [
-        np_project(
+        project(
             softmax(np_critic_logits(ts.target_critic_params, c, next_obs_c, next_action)),
             b["reward"], b["bootstrap"], b["discount"], HP["V_MIN"], HP["V_MAX"],
         )
@@ -186,12 +164,7 @@ def test_critic_update_matches_numpy(setup):
     def np_loss(critic_params):
         total = 0.0
         for c in (0, 1):
-            logits = np_critic_logits(critic_params, c, obs_c, b["action"])
-            log_probs = (
-                logits
-                - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
-                - logits.max(-1, keepdims=True)
-            )
+            log_probs = log_softmax(np_critic_logits(critic_params, c, obs_c, b["action"]))
             total += -(lower * log_probs).sum(-1).mean()
         return total
 
