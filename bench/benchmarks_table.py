@@ -172,6 +172,12 @@ def scaling_section(device: str, records) -> list[str]:
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
+def _episodes(record) -> str:
+    """How many episodes each evaluation averaged (gpu_proof records say; older ones do not)."""
+    episodes = record.get("num_eval_envs")
+    return f", {episodes} evaluation episodes per point" if episodes else ""
+
+
 def learning_section(records) -> list[str]:
     curves = []
     for name, record in records:
@@ -189,8 +195,8 @@ def learning_section(records) -> list[str]:
         published = PUBLISHED_T1 if record.get("env") == "T1JoystickFlatTerrain" else {}
         lines += [
             f"{record.get('env')} learning at the reference settings, mean eval return of "
-            f"{record.get('seeds')} seed(s), {_file(name)} ({status}; {_f(wall, 0)} s wall time, "
-            "compile included):",
+            f"{record.get('seeds')} seed(s){_episodes(record)}, {_file(name)} ({status}; "
+            f"{_f(wall, 0)} s wall time, compile included):",
             "",
             "| env steps | ours | published (PyTorch) |",
             "|---|---|---|",

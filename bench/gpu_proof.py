@@ -24,14 +24,11 @@ T1 state holds an 8.6 GB buffer, more than a call returns or carries.
 
 Device plan. The first calls (2026-11-28, bench/results/logs/) took 294 s for stage a in bfloat16
 on an H100 (T1 190 s, CheetahRun 104 s) and 150 s for b at 128 agents on an H200 (108 s of it
-compiling); c1 reached 1 of 4 evaluations (compile 103 s, init 98 s, 56 s per chunk) and needs
-about 430 s alone. c2 at the H200 bound of shared/device/MEASURED.md (22.5 ms per iteration) is
-225 s of training, 4 evaluations and two minutes of compiling: one call alone. With 15 minutes of
-device time, what is still missing:
-
-    call 1: bash bench/gpu_proof.sh --stages c1,d --budget-s 550                (timeout 600)
-    call 2: --stages a,b --dtypes bfloat16 --agents 1,32,256 on an H200 (same card as the
-            reference's figures); later --stages c2 --budget-s 570
+compiling); c1 reached 1 of 4 evaluations. On 2026-11-30 one H200 call ran c2 whole in 449 s
+(compile 102 s, init 0.1 s, 83 s per 2,500-iteration chunk with 128 evaluation episodes), a second
+ran stage a in bfloat16 in 152 s, and b at 256 agents alone did not compile and run in 190 s.
+Still missing, each its own call: `--stages c2 --learn2-anyway --learn-seeds 1 --seed 1` (and
+`--seed 2`), `--stages a --dtypes float32`, `--stages b --agents 256 --budget-s 400`, then d.
 
 Results: gpu_proof_<stage>_<device>.json (StageRecord: `status` complete, partial, skipped, or
 error with its traceback, the next stage still running; `numbers`, a row per step), read by
@@ -86,8 +83,8 @@ GPU_SETTINGS = {
         "task": CHEETAH, "overrides": {"NUM_ENVS": 128, "BATCH_SIZE": 4096}, "agents": [1, 32, 128, 256],
         "largest": True, "round_to": 32, "chunk_iterations": 100, "timed_chunks": 2,
     },
-    "learn": {  # 4 evaluations each (one is up to 1000 steps of 1024 envs, ~16 s on an H200)
-        "task": T1, "overrides": {}, "eval_interval": {"learn1": 1250, "learn2": 2500},
+    "learn": {  # 4 evaluations each, of 128 episodes (1024 cost 18 s of each 56 s chunk on an H100)
+        "task": T1, "overrides": {"NUM_EVAL_ENVS": 128}, "eval_interval": {"learn1": 1250, "learn2": 2500},
         "env_steps": {"learn1": 5_120_000, "learn2": 10_240_000}, "max_seeds": 4,
     },
     "profile": {"task": T1, "dtype": "bfloat16", "overrides": {"NUM_ENVS": 1024}, "chunk_iterations": 50},
@@ -121,7 +118,7 @@ PRIORS = {
         "compile_s": {T1: 120.0, CHEETAH: 90.0, "default": 60.0},  # init and chunk, side by side
         "iterations_per_s": {(T1, 1024): 33.0, (CHEETAH, 1024): 130.0, (CHEETAH, 128): 150.0,
                              "default": 20.0},
-        "eval_s": {T1: 20.0, CHEETAH: 10.0, "default": 20.0},  # one evaluation: 1024 envs, 1000 steps
+        "eval_s": {T1: 20.0, CHEETAH: 10.0, "default": 20.0},  # one evaluation: up to 1000 steps
         "component_compile_s": {"default": 60.0},  # one MJX function (reset, step, eval step) alone
     },
     "cpu": {"compile_s": {"default": 15.0}, "iterations_per_s": {"default": 50.0}, "eval_s": {"default": 2.0},
