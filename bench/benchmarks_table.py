@@ -9,7 +9,8 @@ bench_iterations.py (iterations_*), bench_scaling.py (scaling_*) and bench_parit
 write, keeps those measured on a GPU (smoke and CPU runs are left out), and reports, per card:
 iterations/s against the PyTorch reference on the same card kind, agent scaling, the T1 learning
 curve against the published points, and the profile of one T1 iteration against the simulator
-and learner timed alone. Reference figures exist for the H200 only; on another card the
+and learner timed alone. Reference figures (bench/results/reference_h200.json, with their
+provenance) exist for the H200 only; on another card the
 reference column says "not measured on this card". With no GPU file the section says so and
 gives the command to run on the device.
 """
@@ -21,28 +22,30 @@ import json
 import pathlib
 import sys
 
+from bench_parity import REFERENCE_RETURNS
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 DEVICE_COMMAND = "bash bench/gpu_proof.sh"
 
-# Measured on one NVIDIA H200 with jax 0.11.2 (CUDA 13), shared/device/MEASURED.md (2026-11-26):
-# the PyTorch reference (compile + bf16 AMP, its defaults) in iterations/s, and our simulator and
-# learner timed alone (ms per iteration, T1 sizes, 1024 envs, batch 32768).
-REFERENCE_CARD = "H200"
+# The reference's speeds and our simulator and learner timed alone on the same card, with their
+# provenance (bench/results/reference_h200.json); the published T1 returns (spec §9.1).
+REFERENCE = json.loads((RESULTS / "reference_h200.json").read_text())
+REFERENCE_CARD = REFERENCE["card"]
 REFERENCE_ITERATIONS = {  # (task, num_envs, batch) -> iterations/s
-    ("T1JoystickFlatTerrain", 1024, 32768): 20.3,
-    ("CheetahRun", 1024, 32768): 46.3,
-    ("CheetahRun", 128, 4096): 51.9,
+    (row["task"], row["num_envs"], row["batch_size"]): row["iterations_per_second"]
+    for row in REFERENCE["reference_iterations_per_second"]
 }
+_T1_SIM = next(row for row in REFERENCE["simulator_alone"] if row["task"] == "T1JoystickFlatTerrain")
 ALONE_MS = {  # component -> {compute dtype or "any": ms}
-    "simulator_step": {"any": 1000 / 63.2},  # 64,734 env-steps/s at 1024 envs
-    "learner": {"bfloat16": 6.71, "float32": 12.08},
+    "simulator_step": {"any": 1000 / _T1_SIM["iterations_per_second"]},
+    "learner": REFERENCE["learner_alone_ms_per_iteration"],
 }
-T1_BOUND_ITERATIONS = 44.0  # 1 / (15.8 ms simulator + 6.7 ms bf16 learner), same file
-# Published mean eval returns of the reference on T1JoystickFlatTerrain (spec §9.1).
-PUBLISHED_T1 = {5_120_000: 17.50, 10_240_000: 23.36}
+# One T1 iteration cannot beat the simulator step plus the bfloat16 learner timed alone.
+T1_BOUND_ITERATIONS = 1000 / (ALONE_MS["simulator_step"]["any"] + ALONE_MS["learner"]["bfloat16"])
+PUBLISHED_T1 = {steps: REFERENCE_RETURNS["T1JoystickFlatTerrain"][steps] for steps in (5_120_000, 10_240_000)}
 
 
 def load(results: pathlib.Path, include_cpu: bool = False) -> list[tuple[str, dict]]:
@@ -123,7 +126,8 @@ def throughput_table(device: str, rows: list[dict]) -> list[str]:
         lines += [
             "",
             f"On this card the simulator and the learner timed alone bound T1 at about "
-            f"{T1_BOUND_ITERATIONS:.0f} iterations/s in bfloat16.",
+            f"{T1_BOUND_ITERATIONS:.0f} iterations/s in bfloat16. The reference's figures and these "
+            "bounds, with their provenance: `bench/results/reference_h200.json`.",
         ]
     return lines
 
@@ -220,7 +224,7 @@ def profile_section(device: str, records) -> list[str]:
             f"One {record.get('env')} iteration taken apart ({record.get('num_envs')} envs, {dtype}), "
             f"{_file(name)}:",
             "",
-            f"| component | ours, ms | alone on an {REFERENCE_CARD}, ms (MEASURED.md) | how |",
+            f"| component | ours, ms | alone on an {REFERENCE_CARD}, ms (`reference_h200.json`) | how |",
             "|---|---|---|---|",
         ]
         for row in record["numbers"]:
@@ -252,7 +256,7 @@ def render(results: pathlib.Path = RESULTS, include_cpu: bool = False) -> str:
             "(`bench/gpu_proof.py`: iterations/s, agent scaling, T1 learning to 5.12M env steps and a",
             "profile, within 540 s), copy the JSON files it writes to `$OUT` into `bench/results/` and",
             "run `python bench/benchmarks_table.py`. To compare with, on an H200",
-            "(shared/device/MEASURED.md): the PyTorch reference runs T1JoystickFlatTerrain at "
+            "(`bench/results/reference_h200.json`): the PyTorch reference runs T1JoystickFlatTerrain at "
             f"{REFERENCE_ITERATIONS[('T1JoystickFlatTerrain', 1024, 32768)]} iterations/s,",
             f"CheetahRun at {REFERENCE_ITERATIONS[('CheetahRun', 1024, 32768)]} (1024 envs) and "
             f"{REFERENCE_ITERATIONS[('CheetahRun', 128, 4096)]} (128 envs, batch 4096); the published",
