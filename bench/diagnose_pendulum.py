@@ -116,6 +116,8 @@ def main() -> None:
         "master_seed": args.seed,
         "seeds": args.seeds,
         "overrides": args.set,
+        "config": {key: value for key, value in config.items() if isinstance(value, (int, float, str, bool))},
+        "hparams": {key: float(value) for key, value in hparams.items()},
         "solved_threshold": SOLVED,
         "solved_share": float(solved.mean()),
         "worst_discounted_return": worst_reward / (1 - gamma),
