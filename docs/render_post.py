@@ -1,0 +1,488 @@
+"""The blog post, docs/post.md, rendered from docs/post_template.md and the committed results.
+
+    python docs/render_post.py            # write docs/post.md and its figures in docs/figures/
+    python docs/render_post.py --check    # exit 1 if docs/post.md is not what the results give
+    python docs/render_post.py --print    # print the post, change nothing
+
+Every number in the post is computed here from a file under bench/results/, and the post names
+that file beside each figure and table. Results that other work is still producing
+(reference_learning_cpu.json, reference_throughput_cpu.json, search_*.json) are optional: a
+missing file gives a "not measured yet" sentence, a file that exists but cannot be read as
+expected stops the render, naming the file. The figures are drawn by plots/plot_post.py;
+--check compares the text only (PNG bytes depend on the matplotlib build) and requires that
+every figure the post links exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import string
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `plots` importable from any folder
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs"
+TEMPLATE = DOCS / "post_template.md"
+POST = DOCS / "post.md"
+FIGURES = DOCS / "figures"
+
+# The run length the wall-time figure charges every agent: CheetahRun's TOTAL_TIMESTEPS in
+# configs.py, the reference's default for Playground tasks (iterations, not env steps).
+CHEETAH_ITERATIONS = 150_000
+# Result files other work is still producing: the post says "not measured yet" while they are missing.
+SEARCH_GLOB = "search_*.json"
+OPTIONAL = ("reference_learning_cpu.json", "reference_throughput_cpu.json", SEARCH_GLOB)
+# T1's published returns (the paper's curves, spec §9.1), as gpu_proof records them.
+T1_PUBLISHED_STEPS = (5_120_000, 10_240_000)
+
+
+# --------------------------------------------------------------------------------------- reading
+def read_json(name: str):
+    """A committed result file; a missing or unparsable one stops the render, naming it."""
+    path = RESULTS / name
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"render_post: cannot read bench/results/{name}: {err}") from err
+
+
+def read_optional(name: str) -> dict | None:
+    """A result file that may not exist yet: None if missing, loud if it is not a JSON object."""
+    if not (RESULTS / name).exists():
+        return None
+    record = read_json(name)
+    if not isinstance(record, dict):
+        raise SystemExit(f"render_post: bench/results/{name} is not a JSON object")
+    return record
+
+
+def require(record: dict, name: str, *keys):
+    """record[k1][k2]...; a missing key stops the render, naming the file and the key path."""
+    value = record
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise SystemExit(f"render_post: bench/results/{name} has no {'.'.join(map(str, keys))}")
+        value = value[key]
+    return value
+
+
+def read_summary_csv(name: str) -> dict:
+    """The single row of a sweep's summary.csv (one grid point), numbers as floats."""
+    lines = (RESULTS / name).read_text().strip().splitlines()
+    if len(lines) != 2:
+        raise SystemExit(f"render_post: bench/results/{name} should hold one row, has {len(lines) - 1}")
+    return {key: float(value) for key, value in zip(lines[0].split(","), lines[1].split(","))}
+
+
+# ------------------------------------------------------------------------------------ formatting
+def num(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def share(fraction: float, total: int) -> str:
+    """'63/64' from a fraction of a known count."""
+    return f"{round(fraction * total)}/{total}"
+
+
+def src(name: str) -> str:
+    return f"`bench/results/{name}`"
+
+
+# ------------------------------------------------------------------------------------- sections
+def design_values() -> dict:
+    memory = read_json("memory.json")
+    t1, cheetah = memory["tasks"]["T1JoystickFlatTerrain"], memory["tasks"]["CheetahRun"]
+    compile_rows = {
+        (r["env"], r["NUM_UPDATES"]): r for r in read_json("compile_num_updates_cpu.json")["rows"]
+    }
+
+    def compile_total(env, updates):
+        row = compile_rows[env, updates]
+        return row["lower_seconds"] + row["compile_seconds"]
+
+    def program_growth(env):
+        return compile_rows[env, 8]["program_chars"] / compile_rows[env, 2]["program_chars"] - 1
+
+    heartbeat = read_json("heartbeat_cost_cpu.json")
+    beat = {row["eval_interval"]: row for row in heartbeat["rows"]}
+    deadlock = read_json("cpu_deadlock_cpu.json")
+    layouts = {layout["host_devices"]: layout for layout in deadlock["layouts"]}
+    one, two = layouts[1], layouts[2]
+    return {
+        "mem_t1": num(t1["bytes_per_transition"], 0),
+        "mem_t1_ref": num(t1["reference_bytes_per_transition"], 0),
+        "mem_t1_ratio": f"{t1['ratio_to_reference']:.2f}",
+        "mem_t1_gib": num(t1["replay_bytes_per_agent"] / 2**30, 1),
+        "mem_t1_slots": f"{t1['num_envs']:,} envs x {t1['buffer_size_per_env']:,} slots",
+        "mem_cheetah": num(cheetah["bytes_per_transition"], 0),
+        "mem_cheetah_ref": num(cheetah["reference_bytes_per_transition"], 0),
+        "mem_cheetah_ratio": f"{cheetah['ratio_to_reference']:.2f}",
+        "compile_pend_2": num(compile_total("Pendulum-v1", 2)),
+        "compile_pend_8": num(compile_total("Pendulum-v1", 8)),
+        "compile_cheetah_2": num(compile_total("CheetahRun", 2)),
+        "compile_cheetah_8": num(compile_total("CheetahRun", 8)),
+        "program_growth": f"{100 * program_growth('Pendulum-v1'):.1f}% (Pendulum-v1) and "
+        f"{100 * program_growth('CheetahRun'):.1f}% (CheetahRun)",
+        "beat_ms": f"{1000 * heartbeat['seconds_per_callback']:.2f}",
+        "beat_100_measured": f"{beat[100]['overhead_percent_measured']:+.1f}%",
+        "beat_100_derived": f"{beat[100]['overhead_percent_derived']:.2f}%",
+        "beat_100_count": str(beat[100]["heartbeats"]),
+        "beat_1000_measured": f"{beat[1000]['overhead_percent_measured']:+.1f}%",
+        "beat_1000_count": str(beat[1000]["heartbeats"]),
+        "deadlock_what": deadlock["what"],
+        "deadlock_cores": str(deadlock["cores"]),
+        "deadlock_one": f"{one['finished']}/{len(one['runs'])}",
+        "deadlock_one_range": "-".join(str(f(r["seconds"] for r in one["runs"])) for f in (min, max)),
+        "deadlock_two": f"{two['finished']}/{len(two['runs'])}",
+        "deadlock_limit": num(deadlock["limit_seconds"], 0),
+    }
+
+
+def gpu_values() -> tuple[dict, dict]:
+    """Text values and figure inputs of the GPU sections."""
+    reference = read_json("reference_h200.json")
+    ref_its = {
+        (row["task"], row["num_envs"], row["batch_size"]): row["iterations_per_second"]
+        for row in reference["reference_iterations_per_second"]
+    }
+    h200 = {row["task"]: row for row in read_json("gpu_proof_iterations_NVIDIA_H200.json")["numbers"]}
+    h100 = {
+        row["task"]: row for row in read_json("gpu_proof_iterations_NVIDIA_H100_80GB_HBM3.json")["numbers"]
+    }
+
+    def ratio(task):
+        return h200[task]["iterations_per_second"] / ref_its[task, 1024, 32768]
+
+    t1_sim = next(row for row in reference["simulator_alone"] if row["task"] == "T1JoystickFlatTerrain")
+    t1_bound = 1000 / (
+        1000 / t1_sim["iterations_per_second"] + reference["learner_alone_ms_per_iteration"]["bfloat16"]
+    )
+
+    scaling = read_json("gpu_proof_scaling_NVIDIA_H200.json")
+    measured = [
+        (row["agents"], row["agent_iterations_per_second"])
+        for row in scaling["numbers"]
+        if row.get("agent_iterations_per_second")
+    ]
+    biggest = max(measured)
+    big_row = next(row for row in scaling["numbers"] if row["agents"] == biggest[0])
+    ref_small = ref_its["CheetahRun", scaling["num_envs"], scaling["batch_size"]]
+    ours_hours = biggest[0] * CHEETAH_ITERATIONS / biggest[1] / 3600
+    ref_hours = biggest[0] * CHEETAH_ITERATIONS / ref_small / 3600
+
+    learn = read_json("gpu_proof_learn2_NVIDIA_H200.json")
+    points = [(row["env_steps"], row["eval_return_mean"]) for row in learn["numbers"]]
+    ours_at = dict(points)
+    published = {steps: require(learn, "gpu_proof_learn2_NVIDIA_H200.json", "reference_returns", str(steps))
+                 for steps in T1_PUBLISHED_STEPS}  # fmt: skip
+
+    values = {
+        "ref_source": reference["source"],
+        "h200_date": read_json("gpu_proof_iterations_NVIDIA_H200.json")["date"][:10],
+        "h200_t1": num(h200["T1JoystickFlatTerrain"]["iterations_per_second"], 2),
+        "h200_cheetah": num(h200["CheetahRun"]["iterations_per_second"], 2),
+        "ref_t1": num(ref_its["T1JoystickFlatTerrain", 1024, 32768]),
+        "ref_cheetah": num(ref_its["CheetahRun", 1024, 32768]),
+        "ratio_t1": f"{ratio('T1JoystickFlatTerrain'):.2f}",
+        "ratio_cheetah": f"{ratio('CheetahRun'):.2f}",
+        "h100_t1": num(h100["T1JoystickFlatTerrain"]["iterations_per_second"], 2),
+        "h100_cheetah": num(h100["CheetahRun"]["iterations_per_second"], 2),
+        "t1_sim_alone": num(t1_sim["iterations_per_second"]),
+        "t1_learner_alone": num(reference["learner_alone_ms_per_iteration"]["bfloat16"], 2),
+        "t1_bound": num(t1_bound, 0),
+        "scale_agents": str(biggest[0]),
+        "scale_envs": str(scaling["num_envs"]),
+        "scale_batch": str(scaling["batch_size"]),
+        "scale_rate": num(biggest[1]),
+        "scale_per_agent": num(big_row["iterations_per_second"], 2),
+        "scale_peak_gib": num(big_row["peak_memory_bytes"] / 2**30, 1),
+        "scale_compile": num(big_row["compile_seconds"], 0),
+        "scale_notes": "; ".join(scaling.get("notes", [])) or "none",
+        "ref_small": num(ref_small),
+        "scale_ratio": num(biggest[1] / ref_small, 1),
+        "cheetah_iterations": f"{CHEETAH_ITERATIONS:,}",
+        "ours_hours": num(ours_hours, 1),
+        "ref_hours": num(ref_hours, 0),
+        "t1_ours_5": num(ours_at[T1_PUBLISHED_STEPS[0]], 2),
+        "t1_ours_10": num(ours_at[T1_PUBLISHED_STEPS[1]], 2),
+        "t1_pub_5": num(published[T1_PUBLISHED_STEPS[0]], 2),
+        "t1_pub_10": num(published[T1_PUBLISHED_STEPS[1]], 2),
+        "t1_seeds": str(learn["seeds"]),
+        "t1_eval_episodes": str(learn["num_eval_envs"]),
+        "t1_wall": num(learn["wall_seconds_compile_included"], 0),
+        "t1_compile": num(learn["compile_seconds"], 0),
+        "t1_table": "\n".join(
+            f"| {steps:,} | {value:.2f} | {num(published[steps], 2) if steps in published else ''} |"
+            for steps, value in points
+        ),
+    }
+    figures = {
+        "throughput_h200.png": lambda plot: plot.throughput_bars_figure(
+            [
+                *(
+                    {
+                        "task": task,
+                        "label": "FastTD3X, H200",
+                        "value": h200[task]["iterations_per_second"],
+                        "hatched": False,
+                    }
+                    for task in h200
+                ),
+                *(
+                    {
+                        "task": task,
+                        "label": "PyTorch reference, H200",
+                        "value": ref_its[task, 1024, 32768],
+                        "hatched": False,
+                    }
+                    for task in h200
+                ),
+                *(
+                    {
+                        "task": task,
+                        "label": "FastTD3X, H100 (other card)",
+                        "value": h100[task]["iterations_per_second"],
+                        "hatched": True,
+                    }
+                    for task in h100
+                ),
+            ]
+        ),  # fmt: skip
+        "agents_wall_time.png": lambda plot: plot.agents_wall_time_figure(
+            measured, ref_small, CHEETAH_ITERATIONS, max(256, biggest[0])
+        ),
+        "t1_learning.png": lambda plot: plot.learning_points_figure(
+            points, published, "T1JoystickFlatTerrain on one H200, reference settings"
+        ),
+    }
+    return values, figures
+
+
+def robustness_values() -> tuple[dict, dict]:
+    peer = read_json("peer_pendulum_cpu.json")
+    seeds = len(peer["master_seeds"]) * peer["seeds_per_master_seed"]
+    ours, td3, sac = peer["ours"], peer["rejax_td3"], peer["rejax_sac"]
+    ours_steps = ours["config"]["TOTAL_TIMESTEPS"] * ours["config"]["NUM_ENVS"]
+    values = {
+        "peer_seeds": str(seeds),
+        "peer_masters": " and ".join(map(str, peer["master_seeds"])),
+        "peer_per_master": str(peer["seeds_per_master_seed"]),
+        "peer_threshold": num(peer["threshold"], 0),
+        "rejax_version": peer["rejax_environment"]["versions"]["rejax"],
+        "rejax_config_source": peer["rejax_environment"]["config_source"],
+        "peer_time_assumption": peer["time_assumption"],
+        "ours_steps": f"{ours_steps:,}",
+        "ours_iterations": f"{ours['config']['TOTAL_TIMESTEPS']:,}",
+        "ours_envs": str(ours["config"]["NUM_ENVS"]),
+        "ours_evals": str(len(ours["env_steps"])),
+        "ours_eval_episodes": str(ours["eval_episodes"]),
+        "rejax_steps": f"{td3['config']['total_timesteps']:,}",
+        "rejax_evals": str(len(td3["env_steps"])),
+        "rejax_eval_episodes": str(td3["eval_episodes"]),
+        "sac_eval_policy": sac["eval_policy"],
+    }
+    for key, side in (("ours", ours), ("td3", td3), ("sac", sac)):
+        pooled = side["pooled"]
+        values[f"{key}_solved"] = share(pooled["share_final_at_threshold"], seeds)
+        values[f"{key}_mean"] = num(pooled["mean_final_return"])
+        values[f"{key}_worst"] = num(pooled["min_final_return"], 0)
+        values[f"{key}_run"] = num(pooled["run_seconds"], 0)
+        reached = pooled["seconds_to_threshold"]
+        values[f"{key}_to_threshold"] = (
+            f"{num(reached, 0)} s ({pooled['env_steps_to_threshold']:,} env steps)"
+            if reached is not None
+            else "never"
+        )
+    sac_ratio = peer["ratio_rejax_over_ours_seconds_to_threshold"]["rejax_sac"]["pooled"]
+    values["sac_ratio"] = num(sac_ratio, 2)
+
+    for seed in (1, 2):
+        row = read_summary_csv(f"report_mountaincar_seed{seed}/summary.csv")
+        values[f"mc{seed}_solved"] = share(row["solved"], int(row["seeds"]))
+        values[f"mc{seed}_mean"] = num(row["mean"], 1)
+        values[f"mc{seed}_iqm"] = num(row["iqm"], 1)
+        values[f"mc{seed}_worst"] = num(row["min"], 2)
+        values[f"mc{seed}_steps"] = f"{int(row['steps_to_threshold']):,}"
+        values[f"mc{seed}_seconds"] = num(row["seconds_to_threshold"], 0)
+        values["mc_threshold"] = num(row["threshold"], 0)
+
+    for key, name in (("diag", "diagnose_pendulum.json"), ("diagp", "diagnose_pendulum_penalized.json")):
+        record = read_json(name)
+        agents = record["agents"]
+        stuck = [a for a in agents if a["final_return"] < -500]
+        solved = [a for a in agents if a["final_return"] >= record["solved_threshold"]]
+        values[f"{key}_penalty"] = f"{record['config']['PRE_TANH_PENALTY']:g}"
+        values[f"{key}_solved"] = share(record["solved_share"], record["seeds"])
+        values[f"{key}_master"] = str(record["master_seed"])
+        values[f"{key}_seeds"] = str(record["seeds"])
+        values[f"{key}_stuck"] = str(len(stuck))
+
+        def spread(group, field, scale=1.0, digits=0):
+            low, high = min(a[field] for a in group), max(a[field] for a in group)
+            return f"{num(scale * low, digits)}-{num(scale * high, digits)}"
+
+        values[f"{key}_solved_pre_tanh"] = spread(solved, "median_abs_pre_tanh", digits=1)
+        values[f"{key}_solved_stuck_share"] = spread(solved, "stuck_share", 100)
+        if stuck:
+            values[f"{key}_stuck_pre_tanh"] = spread(stuck, "median_abs_pre_tanh", digits=1)
+            values[f"{key}_stuck_share"] = spread(stuck, "stuck_share", 100)
+            values[f"{key}_floor_mass"] = f"{max(a['floor_mass'] for a in stuck):.0e}"
+
+    curves = [
+        {"label": f"{label} ({len(side['env_steps'])} evaluations)",
+         "env_steps": side["env_steps"], "mean_eval_return": side["pooled"]["mean_eval_return"]}
+        for label, side in (("FastTD3X", ours), ("rejax TD3", td3), ("rejax SAC", sac))
+    ]  # fmt: skip
+    figures = {
+        "peer_pendulum.png": lambda plot: plot.peer_curves_figure(
+            curves,
+            peer["threshold"],
+            f"Pendulum-v1, {seeds} held-out seeds, each at its own budget (not equal)",
+        )
+    }
+    return values, figures
+
+
+def reference_cpu_text() -> str:
+    """The reference's CPU speed beside ours, once bench_reference.py --throughput has run."""
+    name = "reference_throughput_cpu.json"
+    record = read_optional(name)
+    if record is None:
+        return (
+            f"A committed, repeatable timing of the reference on CPU ({src(name)}) does not exist "
+            "yet: not measured yet."
+        )
+    ref = require(record, name, "reference", "iterations_per_second")
+    ours = require(record, name, "ours", "iterations_per_second")
+    return (
+        f"Since then the reference and FastTD3X have been timed one after the other on "
+        f"{record.get('env', 'a Playground task')} on CPU, one agent each: the reference at "
+        f"{num(ref, 2)} iterations/s, ours at {num(ours, 2)} ({num(ours / ref, 2)}x; {src(name)}, "
+        "which records the load average around each timing)."
+    )
+
+
+def reference_learning_text() -> str:
+    """Learning curves of the reference and ours side by side on Playground, once measured."""
+    name = "reference_learning_cpu.json"
+    record = read_optional(name)
+    if record is None:
+        return (
+            "Learning parity with the reference on the same machine, same tasks and same budget "
+            f"is not measured yet: a side-by-side benchmark being built will write {src(name)}, and "
+            "this section will show it when that file is committed. Until then the only comparison "
+            "of learning is the T1 run above against the paper's published points."
+        )
+    tasks = require(record, name, "tasks")
+    lines = [
+        f"The reference and FastTD3X on the same CPU, same settings and budget ({src(name)}; "
+        "mean final eval return over the seeds each side has finished):",
+        "",
+        "| task | seeds, reference / ours | reference | ours | complete |",
+        "|---|---|---|---|---|",
+    ]
+    for task, entry in tasks.items():
+        runs = require(entry, name, "runs")
+        finals = entry.get("final_returns", {})
+
+        def mean(side, finals=finals):
+            values = finals.get(side) or []
+            return num(sum(values) / len(values), 2) if values else "n/a"
+
+        complete = entry.get("status", {}).get("complete")
+        lines.append(
+            f"| {task} | {len(runs.get('reference', {}))} / {len(runs.get('ours', {}))} | "
+            f"{mean('reference')} | {mean('ours')} | {'yes' if complete else 'not yet'} |"
+        )
+    return "\n".join(lines)
+
+
+def search_text() -> str:
+    """Random search and population-based training results, once committed."""
+    paths = sorted(RESULTS.glob(SEARCH_GLOB))
+    if not paths:
+        return (
+            "Random search and population-based training over the traced settings are being built; "
+            "no `bench/results/search_*.json` is committed yet: not measured yet."
+        )
+    lines = ["Committed search results (top-level figures of each file):", ""]
+    for path in paths:
+        record = read_optional(path.name)
+        scalars = {
+            k: v for k, v in record.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+        }
+        described = ", ".join(f"{k}: {num(v, 3) if isinstance(v, float) else v}" for k, v in scalars.items())
+        lines.append(f"* {src(path.name)}: {described or 'no top-level figures'}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- rendering
+def collect() -> tuple[dict, dict]:
+    """All template values and all figure builders."""
+    gpu, gpu_figures = gpu_values()
+    robust, robust_figures = robustness_values()
+    values = {
+        **design_values(),
+        **gpu,
+        **robust,
+        "reference_cpu": reference_cpu_text(),
+        "reference_learning": reference_learning_text(),
+        "search": search_text(),
+    }
+    return values, {**gpu_figures, **robust_figures}
+
+
+def render() -> tuple[str, dict]:
+    values, figures = collect()
+    text = string.Template(TEMPLATE.read_text()).substitute(values)
+    return text, figures
+
+
+def linked_figures(text: str) -> list[str]:
+    """Image paths the post links, relative to docs/."""
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+
+
+def draw(figures: dict) -> list[pathlib.Path]:
+    from plots import plot_post
+    from plots.figures import save_figure
+
+    return [save_figure(build(plot_post), FIGURES / name) for name, build in figures.items()]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if docs/post.md differs from the render")
+    mode.add_argument("--print", action="store_true", help="print the post, change nothing")
+    args = parser.parse_args(argv)
+    text, figures = render()
+    if args.print:
+        print(text, end="")
+        return 0
+    if args.check:
+        missing = [link for link in linked_figures(text) if not (DOCS / link).exists()]
+        if not POST.exists() or POST.read_text() != text or missing:
+            print(
+                "docs/post.md is stale or a figure is missing "
+                f"({', '.join(missing) or 'text differs'}): run python docs/render_post.py",
+                file=sys.stderr,
+            )
+            return 1
+        print("docs/post.md matches bench/results/")
+        return 0
+    POST.write_text(text)
+    for path in draw(figures):
+        print(path.relative_to(ROOT))
+    print(POST.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The figures of the blog post (docs/post.md), drawn from committed result records.
+
+Each function takes plain numbers or a parsed result record and returns a matplotlib figure;
+docs/render_post.py reads the files, calls these and saves the PNGs beside the post. Measured
+values are drawn as markers, values derived from a measured rate as dashed lines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plots.figures import category_colors, plt
+
+
+def throughput_bars_figure(rows: list[dict]):
+    """Grouped bars of one agent's iterations/s per task. rows: {"task", "label", "value",
+    "hatched"}; a hatched bar is a number that is not a same-card comparison."""
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    labels = list(dict.fromkeys(row["label"] for row in rows))
+    colors = dict(zip(labels, category_colors(len(labels))))
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, label in enumerate(labels):
+        for row in (row for row in rows if row["label"] == label):
+            x = tasks.index(row["task"]) + (k - (len(labels) - 1) / 2) * width
+            bar = ax.bar(x, row["value"], width, color=colors[label], hatch="//" if row["hatched"] else None)
+            ax.bar_label(bar, [f"{row['value']:.1f}"], fontsize="small")
+    for label in labels:
+        ax.bar(np.nan, np.nan, color=colors[label], label=label)  # one legend entry per series
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("iterations / s (one agent, 1024 envs, batch 32768)")
+    ax.set_title("One agent at the reference settings, bfloat16")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def agents_wall_time_figure(
+    measured: list[tuple[int, float]], reference_its: float, iterations: int, max_agents: int
+):
+    """Hours to train N agents for `iterations` iterations each (log-log), PureJaxRL style.
+
+    measured: (agents, agent-iterations/s) of our vmapped program, drawn as markers at those
+    counts only; the reference runs one agent per process, so N runs back to back take
+    N * iterations / reference_its, a line derived from its measured rate."""
+    agents = np.unique(np.geomspace(1, max_agents, 64).round().astype(int))
+    ours_color, reference_color = category_colors(2)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(
+        agents,
+        agents * iterations / reference_its / 3600,
+        "--",
+        color=reference_color,
+        label=f"PyTorch reference, N runs in sequence (derived: N x {iterations:,} / {reference_its} it/s)",
+    )
+    for count, rate in measured:
+        hours = count * iterations / rate / 3600
+        ax.plot(count, hours, "o", color=ours_color, markersize=9)
+        ax.annotate(f"{hours:.1f} h", (count, hours), xytext=(8, -4), textcoords="offset points")
+        reference_hours = count * iterations / reference_its / 3600
+        ax.annotate(
+            f"{reference_hours:.0f} h", (count, reference_hours), xytext=(8, -12), textcoords="offset points"
+        )
+    ax.plot([], [], "o", color=ours_color, label="FastTD3X, N agents vmapped in one program (measured rate)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = [2**k for k in range(int(np.log2(max_agents)) + 1)]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xlabel("agents N")
+    ax.set_ylabel(f"hours for {iterations:,} iterations per agent")
+    ax.set_title("CheetahRun, 128 envs and batch 4096 per agent, one H200")
+    ax.grid(which="both", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="small")
+    return fig
+
+
+def learning_points_figure(ours: list[tuple[int, float]], published: dict[int, float], title: str):
+    """Eval return against env steps: our measured points joined, the published points as markers."""
+    ours_color, published_color = category_colors(2)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps, returns = zip(*ours)
+    ax.plot(np.array(steps) / 1e6, returns, "o-", color=ours_color, label="FastTD3X, 1 seed (measured)")
+    ax.plot(
+        np.array(list(published)) / 1e6,
+        list(published.values()),
+        "s",
+        color=published_color,
+        markersize=8,
+        label="PyTorch reference (published)",
+    )
+    ax.set_xlabel("env steps (millions)")
+    ax.set_ylabel("mean eval return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def peer_curves_figure(curves: list[dict], threshold: float, title: str):
+    """Mean eval return over seeds against env steps per agent, one line per algorithm.
+    curves: {"label", "env_steps", "mean_eval_return"}; the threshold is drawn dotted."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for curve, color in zip(curves, category_colors(len(curves))):
+        ax.plot(curve["env_steps"], curve["mean_eval_return"], color=color, label=curve["label"])
+    ax.axhline(threshold, color="k", linestyle=":", linewidth=1, label=f"solved at {threshold:g}")
+    ax.set_xlabel("env steps per agent")
+    ax.set_ylabel("mean eval return over seeds")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
