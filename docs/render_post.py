@@ -196,6 +196,11 @@ def gpu_values() -> tuple[dict, dict]:
         "t1_sim_alone": num(t1_sim["iterations_per_second"]),
         "t1_learner_alone": num(reference["learner_alone_ms_per_iteration"]["bfloat16"], 2),
         "t1_bound": num(t1_bound, 0),
+        "t1_sim_ms": num(1000 / t1_sim["iterations_per_second"], 1),
+        "t1_ref_ms": num(1000 / ref_its["T1JoystickFlatTerrain", 1024, 32768], 1),
+        "t1_sim_share": num(
+            100 * ref_its["T1JoystickFlatTerrain", 1024, 32768] / t1_sim["iterations_per_second"], 0
+        ),
         "scale_agents": str(biggest[0]),
         "scale_envs": str(scaling["num_envs"]),
         "scale_batch": str(scaling["batch_size"]),
@@ -203,6 +208,8 @@ def gpu_values() -> tuple[dict, dict]:
         "scale_per_agent": num(big_row["iterations_per_second"], 2),
         "scale_peak_gib": num(big_row["peak_memory_bytes"] / 2**30, 1),
         "scale_compile": num(big_row["compile_seconds"], 0),
+        "scale_chunks": str(big_row["timed_chunks"]),
+        "scale_chunk_iterations": str(big_row["chunk_iterations"]),
         "scale_notes": "; ".join(scaling.get("notes", [])) or "none",
         "ref_small": num(ref_small),
         "scale_ratio": num(biggest[1] / ref_small, 1),
@@ -311,6 +318,7 @@ def robustness_values() -> tuple[dict, dict]:
         values[f"mc{seed}_steps"] = f"{int(row['steps_to_threshold']):,}"
         values[f"mc{seed}_seconds"] = num(row["seconds_to_threshold"], 0)
         values["mc_threshold"] = num(row["threshold"], 0)
+        values["mc_seeds"] = str(int(row["seeds"]))
 
     for key, name in (("diag", "diagnose_pendulum.json"), ("diagp", "diagnose_pendulum_penalized.json")):
         record = read_json(name)
