@@ -337,6 +337,12 @@ def _validate(c: dict) -> None:
         "SIM_TYPE",
         "SimNorm heads exist only for AGENT='fasttd3', as in the reference; use SIM_TYPE=''",
     )
+    require(
+        not c["REWARD_NORMALIZATION"] or min(abs(c["V_MIN"]), abs(c["V_MAX"])) > 0,
+        "REWARD_NORMALIZATION",
+        f"its return bound is min(|V_MIN|, |V_MAX|), here 0 (V_MIN={c['V_MIN']!r}, V_MAX={c['V_MAX']!r}), "
+        "which scales every reward to 0; use a support on both sides of 0",
+    )
     for key in ("USE_PUSH_RANDOMIZATION", "USE_TUNED_REWARD"):
         require(
             not c[key] or c["ENV_NAME"] in envs.HUMANOID_JOYSTICK_TASKS,

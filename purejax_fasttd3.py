@@ -724,6 +724,15 @@ def update_batches(config: dict, buffer: ReplayBuffer, key, gamma) -> Batch:
     )
 
 
+def learner_batches(config: dict, hp: dict, ts: TrainState, buffer: ReplayBuffer, key) -> Batch:
+    """`update_batches` with, under REWARD_NORMALIZATION, every sampled n-step reward scaled by
+    this iteration's return statistics (`scale_reward`), as the reference scales sampled rewards."""
+    batches = update_batches(config, buffer, key, hp["GAMMA"])
+    if not config["REWARD_NORMALIZATION"]:
+        return batches
+    return batches._replace(reward=scale_reward(ts.reward_norm, batches.reward, hp["V_MIN"], hp["V_MAX"]))
+
+
 def learning_step(
     nets: Networks, config: dict, hp: dict, ts: TrainState, buffer: ReplayBuffer, key, iteration
 ):
@@ -733,11 +742,7 @@ def learning_step(
     critic_lr = cosine_lr(config, hp["CRITIC_LEARNING_RATE"], hp["CRITIC_LEARNING_RATE_END"], iteration)
     actor_lr = cosine_lr(config, hp["ACTOR_LEARNING_RATE"], hp["ACTOR_LEARNING_RATE_END"], iteration)
     key_sample, key_smooth = jax.random.split(key)
-    batches = update_batches(config, buffer, key_sample, hp["GAMMA"])
-    if config["REWARD_NORMALIZATION"]:  # sampled (n-step) rewards, with this iteration's stats
-        batches = batches._replace(
-            reward=scale_reward(ts.reward_norm, batches.reward, hp["V_MIN"], hp["V_MAX"])
-        )
+    batches = learner_batches(config, hp, ts, buffer, key_sample)
 
     def one_update(carry, update):
         ts, sums = carry

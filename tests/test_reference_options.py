@@ -70,6 +70,40 @@ def test_reward_scale_uses_the_return_bound_when_it_dominates():
     np.testing.assert_allclose(float(ft.scale_reward(rn, jnp.float32(10.0), -5.0, 20.0)), 1.0, rtol=1e-6)
 
 
+def test_learner_batches_scale_sampled_rewards():
+    """The batches every update learns from carry the sampled n-step rewards divided by the
+    scale; without the option they are the buffer's."""
+    num_envs, size = 2, 12
+    config = ft.make_config(
+        "Pendulum-v1",
+        NUM_ENVS=num_envs,
+        BATCH_SIZE=8,
+        NUM_STEPS=2,
+        BUFFER_SIZE=size,
+        REWARD_NORMALIZATION=True,
+        V_MIN=-5.0,
+        V_MAX=20.0,
+    )
+    hp = ft.default_hparams(config)
+    buf = ft.buffer_init(size, num_envs, 1, 0, 1, 5)
+    buf = buf._replace(reward=jax.random.normal(jax.random.PRNGKey(0), (size, num_envs)), ptr=jnp.int32(size))
+    expected = ref.RewardScale(num_envs, float(hp["GAMMA"]), -5.0, 20.0)
+    rn = ft.reward_normalizer_init(num_envs)
+    for t in range(6):
+        reward, done = np.full(num_envs, 30.0 * t, np.float32), np.array([t == 3, False])
+        rn = ft.reward_normalizer_update(rn, reward, done, hp["GAMMA"])
+        expected.update(reward, done)
+    ts = ft.TrainState(*(None,) * 7, reward_norm=rn)
+    key = jax.random.PRNGKey(1)
+    scaled = ft.learner_batches(config, hp, ts, buf, key).reward
+    raw = ft.learner_batches({**config, "REWARD_NORMALIZATION": False}, hp, ts, buf, key).reward
+    np.testing.assert_array_equal(
+        np.asarray(raw), np.asarray(ft.update_batches(config, buf, key, hp["GAMMA"]).reward)
+    )
+    np.testing.assert_allclose(_f64(scaled), expected(raw), rtol=1e-5)
+    assert not np.allclose(np.asarray(scaled), np.asarray(raw))
+
+
 # ------------------------------------------------------------------------ SimNorm heads
 SEQ, DIM = 3, 4
 
@@ -205,6 +239,8 @@ def test_vmapped_run_with_every_learner_option():
         AGENT="fasttd3_simbav2",
         CRITIC_NUM_BLOCKS=1,
         REWARD_NORMALIZATION=True,
+        V_MIN=-10.0,  # a support around 0, so rewards keep a scale
+        V_MAX=10.0,
         USE_GRAD_NORM_CLIPPING=True,
         MAX_GRAD_NORM=0.5,
     )
@@ -271,8 +307,9 @@ def test_push_and_tuned_reward_reach_playground(loads):
             "USE_DOMAIN_RANDOMIZATION=True is not allowed",
         ),
         ("G1JoystickFlatTerrain", "ACTION_BOUNDS", 3.0, "ACTION_BOUNDS=3.0 is not allowed.*IsaacLab"),
+        ("Pendulum-v1", "REWARD_NORMALIZATION", True, r"REWARD_NORMALIZATION=True .*V_MAX=0.0"),
     ],
 )
-def test_unsupported_locomotion_settings_are_refused(task, key, value, message):
+def test_unsupported_settings_are_refused(task, key, value, message):
     with pytest.raises(ValueError, match=message):
         ft.make_config(task, **{key: value})

@@ -60,6 +60,7 @@ STATIC_VARIANTS = {
 }
 # Keys read only under another setting: the variant is compared with BASE plus that setting.
 REQUIRES = {
+    "REWARD_NORMALIZATION": {"V_MAX": 10.0},  # Pendulum's V_MAX=0 leaves no return bound
     "CRITIC_NUM_BLOCKS": {"AGENT": "fasttd3_simbav2"},
     "ACTOR_NUM_BLOCKS": {"AGENT": "fasttd3_simbav2"},
     "SIM_DIMENSION": {"SIM_TYPE": "sim_both"},
