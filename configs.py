@@ -62,6 +62,26 @@ STATIC_DEFAULTS: dict[str, Any] = {
     # At a done: "fresh" draws a new initial state; "first_state" restores the env's own first
     # state, as the reference's Playground fork does (the Playground default; no reset computed).
     "RESET_MODE": "fresh",
+    # --- Further options of the reference (spec §1.2), all off by default (DESIGN.md).
+    "USE_GRAD_NORM_CLIPPING": False,  # clip actor and critic grads to global norm MAX_GRAD_NORM
+    # SimbaV2-style reward scaling: sampled rewards / max(std(G) + 1e-8, max|G| / g_max), with G
+    # each env's running discounted return and g_max = min(|V_MIN|, |V_MAX|).
+    "REWARD_NORMALIZATION": False,
+    "AGENT": "fasttd3",  # or "fasttd3_simbav2": SimbaV2 actor and critic (hyperspherical)
+    "CRITIC_NUM_BLOCKS": 2,  # SimbaV2 residual blocks of the critic
+    "ACTOR_NUM_BLOCKS": 1,  # SimbaV2 residual blocks of the actor
+    # SimNorm heads: the last hidden layer becomes Linear -> LayerNorm -> softmax over each of
+    # *_SEQ_LEN groups of SIM_DIMENSION units; "" (off), "sim_actor", "sim_critic", "sim_both".
+    "SIM_TYPE": "",
+    "SIM_DIMENSION": 64,
+    "ACTOR_SEQ_LEN": 8,
+    "CRITIC_SEQ_LEN": 8,
+    # Playground G1/T1 joystick tasks only (the reference's make_env). Push perturbations stay on
+    # as Playground ships them; tuned reward scales are the reference's (training only).
+    "USE_PUSH_RANDOMIZATION": False,
+    "USE_TUNED_REWARD": False,
+    "USE_DOMAIN_RANDOMIZATION": False,  # refused: needs one MJX model per env (README)
+    "ACTION_BOUNDS": 1.0,  # IsaacLab-only in the reference: only 1.0 (no scaling) is allowed
 }
 
 # Traced settings: floats that change no shape; `train` takes them as a vmappable dict.
@@ -86,6 +106,8 @@ HPARAM_DEFAULTS: dict[str, float] = {
     # action (bench/diagnose_pendulum.py). The penalty holds pre-tanh outputs near a few units,
     # where the gradient lives; the equilibrium depends only logarithmically on its scale.
     "PRE_TANH_PENALTY": 0.0,
+    # Global grad-norm bound when USE_GRAD_NORM_CLIPPING; 0 means no bound, as in the reference.
+    "MAX_GRAD_NORM": 0.0,
 }
 
 # The reference's per-task overrides of its MuJoCo Playground defaults (spec §1.3), plus small
@@ -182,6 +204,8 @@ _CHOICES = {
     "IMPL": ("jax", "warp"),
     "RESET_MODE": ("fresh", "first_state"),
     "PHYSICS_PRECISION": ("highest", "default"),
+    "AGENT": ("fasttd3", "fasttd3_simbav2"),
+    "SIM_TYPE": ("", "sim_actor", "sim_critic", "sim_both"),
 }
 
 
@@ -223,7 +247,6 @@ PUREJAXRL_ONLY: dict[str, str] = {
     "CLIP_EPS": "NOISE_CLIP (target-policy smoothing; TD3 has no ratio clipping)",
     "ENT_COEF": "STD_MIN and STD_MAX (TD3 has no entropy bonus)",
     "VF_COEF": "CRITIC_LEARNING_RATE (separate actor and critic optimizers)",
-    "MAX_GRAD_NORM": "nothing: the reference FastTD3 does not clip gradients by default",
     "ACTIVATION": "nothing: the networks use ReLU, as the reference does",
     "NORMALIZE_ENV": "OBS_NORMALIZATION",
     "DEBUG": "make_train(config, progress=ProgressPrinter(config))",
@@ -307,6 +330,34 @@ def _validate(c: dict) -> None:
         f"it must be at least NUM_STEPS-1={c['NUM_STEPS'] - 1} (so an n-step window is stored "
         f"when learning starts) and below TOTAL_TIMESTEPS={c['TOTAL_TIMESTEPS']}",
     )
+    for key in ("CRITIC_NUM_BLOCKS", "ACTOR_NUM_BLOCKS", "SIM_DIMENSION", "ACTOR_SEQ_LEN", "CRITIC_SEQ_LEN"):
+        require(c[key] >= 1, key, "it must be at least 1")
+    require(
+        not (c["SIM_TYPE"] and c["AGENT"] == "fasttd3_simbav2"),
+        "SIM_TYPE",
+        "SimNorm heads exist only for AGENT='fasttd3', as in the reference; use SIM_TYPE=''",
+    )
+    require(
+        not c["REWARD_NORMALIZATION"] or min(abs(c["V_MIN"]), abs(c["V_MAX"])) > 0,
+        "REWARD_NORMALIZATION",
+        f"its return bound is min(|V_MIN|, |V_MAX|), here 0 (V_MIN={c['V_MIN']!r}, V_MAX={c['V_MAX']!r}), "
+        "which scales every reward to 0; use a support on both sides of 0",
+    )
+    for key in ("USE_PUSH_RANDOMIZATION", "USE_TUNED_REWARD"):
+        require(
+            not c[key] or c["ENV_NAME"] in envs.HUMANOID_JOYSTICK_TASKS,
+            key,
+            f"the reference applies it only to {list(envs.HUMANOID_JOYSTICK_TASKS)}, not to "
+            f"{c['ENV_NAME']!r}; use False",
+        )
+    require(
+        c["ACTION_BOUNDS"] == 1.0, "ACTION_BOUNDS", "the reference scales actions only on IsaacLab; use 1.0"
+    )
+    require(
+        not c["USE_DOMAIN_RANDOMIZATION"],
+        "USE_DOMAIN_RANDOMIZATION",
+        "randomized physics needs one MJX model per env, which these envs do not carry; use False",
+    )
     require(
         c["BUFFER_SIZE"] > c["NUM_STEPS"],
         "BUFFER_SIZE",
@@ -332,6 +383,7 @@ def validate_hparams(h: dict) -> None:
         "NOISE_CLIP",
         "INIT_SCALE",
         "PRE_TANH_PENALTY",
+        "MAX_GRAD_NORM",
     ):
         require(h[key] >= 0.0, key, "it must be non-negative")
 

@@ -52,13 +52,27 @@ GYMNAX_ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
 # Every gymnax 1.0.1 env with a continuous Box action space (named in errors; checked on use).
 GYMNAX_CONTINUOUS = GYMNAX_ENVS + ("PointRobot-misc", "Reacher-misc", "Swimmer-misc")
 
-# The reference turns push perturbations off for these tasks unless asked (spec §8).
-_PUSH_OFF_TASKS = (
+# The reference turns push perturbations off for these tasks unless USE_PUSH_RANDOMIZATION, and
+# only these take USE_TUNED_REWARD (spec §8).
+HUMANOID_JOYSTICK_TASKS = (
     "G1JoystickFlatTerrain",
     "G1JoystickRoughTerrain",
     "T1JoystickFlatTerrain",
     "T1JoystickRoughTerrain",
 )
+# The reference's tuned reward scales (its "Figure 7" G1 reward, also used for T1); Playground
+# 0.2.0 has every one of these terms for both robots.
+TUNED_REWARD_SCALES = {
+    "energy": -5e-5,
+    "action_rate": -1e-1,
+    "torques": -1e-3,
+    "pose": -1.0,
+    "tracking_ang_vel": 1.25,
+    "tracking_lin_vel": 1.25,
+    "feet_phase": 1.0,
+    "ang_vel_xy": -0.3,
+    "orientation": -5.0,
+}
 
 
 class EnvState(NamedTuple):
@@ -155,7 +169,7 @@ def make_base(config: dict):
         return GymnaxBase(name)
     if kind == "brax":
         return BraxBase(name)
-    return PlaygroundBase(name, config["IMPL"])
+    return PlaygroundBase(name, config["IMPL"], config["USE_PUSH_RANDOMIZATION"], config["USE_TUNED_REWARD"])
 
 
 def wrap(base, config: dict):
@@ -166,7 +180,11 @@ def wrap(base, config: dict):
 
 def make_env(config: dict) -> Env:
     """Builds the task named by `config["ENV_NAME"]` with the config's back-end settings."""
-    return _as_env(config, wrap(make_base(config), config))
+    stack = wrap(make_base(config), config)
+    eval_stack = None
+    if config["USE_TUNED_REWARD"]:  # the reference trains on tuned rewards, evaluates on the task's
+        eval_stack = wrap(make_base({**config, "USE_TUNED_REWARD": False}), config)
+    return _as_env(config, stack, eval_stack)
 
 
 # ==================================================================================================
@@ -319,11 +337,14 @@ class AutoReset(Wrapper):
 # ==================================================================================================
 # The trainer's interface on top of the wrapper stack
 # ==================================================================================================
-def _as_env(config: dict, stack: AutoReset) -> Env:
+def _as_env(config: dict, stack: AutoReset, eval_stack: AutoReset | None = None) -> Env:
     """`Env` over `wrap(base, config)`: the stack's own functions in the trainer's argument order,
-    its state carried as the stack returns it (see `EnvState`), `info` read into `StepOutput`."""
+    its state carried as the stack returns it (see `EnvState`), `info` read into `StepOutput`.
+    `eval_step` steps `eval_stack` (default: `stack`), the same task and state type, whose reward
+    may differ."""
     base = _innermost(stack)
-    time_limited = stack._env  # TimeLimit(ActionRepeat(ClipRescaleAction(base))): no auto-reset
+    # TimeLimit(ActionRepeat(ClipRescaleAction(base))): no auto-reset
+    time_limited = (eval_stack or stack)._env
 
     def observed(obs, state) -> EnvState:
         return EnvState(state, obs, base.privileged(base_state(state)))
@@ -570,10 +591,12 @@ class PlaygroundBase:
     """A Playground task (`impl` "jax" or "warp") with the actor's observation as `obs` and the
     critic-only tail from `privileged(state)`. Playground tasks take actions in [-1, 1]."""
 
-    def __init__(self, env_name: str, impl: str):
+    def __init__(self, env_name: str, impl: str, push: bool = False, tuned_reward: bool = False):
         overrides: dict[str, Any] = {"impl": impl}
-        if env_name in _PUSH_OFF_TASKS:
+        if env_name in HUMANOID_JOYSTICK_TASKS and not push:
             overrides.update({"push_config.enable": False, "push_config.magnitude_range": [0.0, 0.0]})
+        if tuned_reward:
+            overrides.update({f"reward_config.scales.{k}": v for k, v in TUNED_REWARD_SCALES.items()})
         self.backend = _playground_registry().load(env_name, config_overrides=overrides)
         self.name = env_name
         obs_size = self.backend.observation_size

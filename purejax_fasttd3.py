@@ -75,18 +75,42 @@ def _mlp(x, widths, dtype):
     return x
 
 
+def _simnorm_layer(x, seq_len: int, sim_dimension: int, dtype):
+    """The reference's SimNormLinear: Linear -> LayerNorm -> softmax within each of `seq_len`
+    groups of `sim_dimension` units, so the features are `seq_len` points on simplices."""
+    width = seq_len * sim_dimension
+    dense = nn.Dense(
+        width,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=_torch_kernel_init,
+        bias_init=_torch_bias_init(x.shape[-1]),
+    )
+    x = nn.LayerNorm(epsilon=1e-5, dtype=jnp.float32)(dense(x).astype(jnp.float32))  # torch's eps
+    groups = jax.nn.softmax(x.reshape(*x.shape[:-1], seq_len, sim_dimension), -1)
+    return groups.reshape(x.shape).astype(dtype)
+
+
+def _trunk(x, hidden_dim: int, seq_len: int, sim_dimension: int, dtype):
+    """Hidden layers h, h/2, then h/4 (ReLU) or, with `seq_len` > 0, a SimNorm layer."""
+    if seq_len == 0:
+        return _mlp(x, (hidden_dim, hidden_dim // 2, hidden_dim // 4), dtype)
+    return _simnorm_layer(_mlp(x, (hidden_dim, hidden_dim // 2), dtype), seq_len, sim_dimension, dtype)
+
+
 class Actor(nn.Module):
     """obs -> 3 ReLU layers (h, h/2, h/4) -> tanh action in [-1, 1] (and, if asked, the
-    pre-tanh output the actor loss penalizes)."""
+    pre-tanh output the actor loss penalizes). `seq_len` > 0: the third layer is SimNorm."""
 
     action_dim: int
     hidden_dim: int
     dtype: Any = jnp.float32
+    seq_len: int = 0
+    sim_dimension: int = 0
 
     @nn.compact
     def __call__(self, obs, with_pre_tanh: bool = False):
-        h = self.hidden_dim
-        x = _mlp(obs, (h, h // 2, h // 4), self.dtype)
+        x = _trunk(obs, self.hidden_dim, self.seq_len, self.sim_dimension, self.dtype)
         # Unit-normal init; `init_actor` rescales it to N(0, INIT_SCALE) (a traced setting).
         head = nn.Dense(
             self.action_dim,
@@ -101,24 +125,115 @@ class Actor(nn.Module):
 
 
 class DistributionalCritic(nn.Module):
-    """(critic obs, action) -> logits over NUM_ATOMS returns. Twins are a leading param axis."""
+    """(critic obs, action) -> logits over NUM_ATOMS returns. Twins are a leading param axis.
+    `seq_len` > 0: the third hidden layer is SimNorm."""
 
     num_atoms: int
     hidden_dim: int
     dtype: Any = jnp.float32
+    seq_len: int = 0
+    sim_dimension: int = 0
 
     @nn.compact
     def __call__(self, obs, action):
-        h = self.hidden_dim
-        x = _mlp(jnp.concatenate([obs, action], -1), (h, h // 2, h // 4), self.dtype)
+        x = jnp.concatenate([obs, action], -1)
+        x = _trunk(x, self.hidden_dim, self.seq_len, self.sim_dimension, self.dtype)
         logits = nn.Dense(
             self.num_atoms,
             dtype=self.dtype,
             param_dtype=jnp.float32,
             kernel_init=_torch_kernel_init,
-            bias_init=_torch_bias_init(h // 4),
+            bias_init=_torch_bias_init(x.shape[-1]),
         )(x)
         return logits.astype(jnp.float32)  # softmax and projection stay in float32
+
+
+# SimbaV2 (Lee et al. 2025) as the reference's fast_td3_simbav2.py builds it: features live on the
+# unit sphere; bias-free orthogonal layers, learned per-unit scalers and residual blocks that
+# interpolate between a point and the block's output. Dense layers run in the compute dtype,
+# the normalizations and scalers in float32. As in the reference, parameters are not projected
+# back onto the sphere after optimizer steps.
+def _l2normalize(x):
+    x = x.astype(jnp.float32)
+    return x / (jnp.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)
+
+
+def _hyper_dense(x, width: int, dtype):
+    dense = nn.Dense(
+        width, use_bias=False, dtype=dtype, param_dtype=jnp.float32, kernel_init=nn.initializers.orthogonal()
+    )
+    return dense(x).astype(jnp.float32)
+
+
+class Scaler(nn.Module):
+    """A learned per-unit gain, stored as start*scale and applied times start/scale (the
+    reference's parametrization: its effective initial gain is start**2)."""
+
+    start: float
+    scale: float
+
+    @nn.compact
+    def __call__(self, x):
+        gain = self.param("scaler", nn.initializers.constant(self.start * self.scale), (x.shape[-1],))
+        return gain * (self.start / self.scale) * x
+
+
+def _simba_encoder(x, hidden_dim: int, num_blocks: int, dtype):
+    """Embedder (shift constant 3, sphere, dense, scaler, sphere), then `num_blocks` LERP blocks."""
+    gain = math.sqrt(2.0 / hidden_dim)
+    x = jnp.concatenate([x, jnp.full((*x.shape[:-1], 1), 3.0, x.dtype)], -1)
+    x = _l2normalize(Scaler(gain, gain)(_hyper_dense(_l2normalize(x), hidden_dim, dtype)))
+    alpha_init, alpha_scale = 1.0 / (num_blocks + 1), 1.0 / math.sqrt(hidden_dim)
+    for _ in range(num_blocks):  # the MLP is 4x wide; its scaler's init and scale shrink by 2
+        y = Scaler(gain / 2.0, gain / 2.0)(_hyper_dense(x, 4 * hidden_dim, dtype))
+        y = _l2normalize(_hyper_dense(nn.relu(y) + 1e-8, hidden_dim, dtype))
+        x = _l2normalize(x + Scaler(alpha_init, alpha_scale)(y - x))
+    return x
+
+
+class SimbaV2Head(nn.Module):
+    """dense -> unit scaler -> dense + bias, with no nonlinearity in between (float32 out)."""
+
+    hidden_dim: int
+    out_dim: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        x = Scaler(1.0, 1.0)(_hyper_dense(x, self.hidden_dim, self.dtype))
+        return _hyper_dense(x, self.out_dim, self.dtype) + self.param(
+            "bias", nn.initializers.zeros, (self.out_dim,)
+        )
+
+
+class SimbaV2Actor(nn.Module):
+    """SimbaV2 encoder -> head -> tanh (the same call signature as `Actor`)."""
+
+    action_dim: int
+    hidden_dim: int
+    num_blocks: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, obs, with_pre_tanh: bool = False):
+        x = _simba_encoder(obs, self.hidden_dim, self.num_blocks, self.dtype)
+        pre_tanh = SimbaV2Head(self.hidden_dim, self.action_dim, self.dtype)(x)
+        return (jnp.tanh(pre_tanh), pre_tanh) if with_pre_tanh else jnp.tanh(pre_tanh)
+
+
+class SimbaV2Critic(nn.Module):
+    """(critic obs, action) -> SimbaV2 encoder -> head -> logits (the signature of
+    `DistributionalCritic`)."""
+
+    num_atoms: int
+    hidden_dim: int
+    num_blocks: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, obs, action):
+        x = _simba_encoder(jnp.concatenate([obs, action], -1), self.hidden_dim, self.num_blocks, self.dtype)
+        return SimbaV2Head(self.hidden_dim, self.num_atoms, self.dtype)(x)
 
 
 # ==================================================================================================
@@ -148,6 +263,39 @@ def normalizer_update(norm: Normalizer, x: jax.Array) -> Normalizer:
 
 def normalize(norm: Normalizer, x: jax.Array) -> jax.Array:
     return (x - norm.mean) / (jnp.sqrt(norm.var) + 0.01)  # eps is added to the std
+
+
+# ==================================================================================================
+# REWARD NORMALIZATION (reference RewardNormalizer, spec §6.2)
+# ==================================================================================================
+class RewardNormalizer(NamedTuple):
+    """Running statistics of each env's discounted return G, which set the reward scale."""
+
+    returns: jax.Array  # [NUM_ENVS] G, reset by dones
+    stats: Normalizer  # mean and variance of G over envs and iterations (1 dim)
+    max_abs: jax.Array  # the largest |G| seen
+
+
+def reward_normalizer_init(num_envs: int) -> RewardNormalizer:
+    return RewardNormalizer(jnp.zeros(num_envs), normalizer_init(1), jnp.float32(0.0))
+
+
+def reward_normalizer_update(rn: RewardNormalizer, reward, done, gamma) -> RewardNormalizer:
+    """G <- gamma (1 - done) G + r with the rollout's rewards and dones, as the reference does
+    each iteration before storing the transition."""
+    returns = gamma * (1.0 - done) * rn.returns + reward
+    return RewardNormalizer(
+        returns,
+        normalizer_update(rn.stats, returns[:, None]),
+        jnp.maximum(rn.max_abs, jnp.abs(returns).max()),
+    )
+
+
+def scale_reward(rn: RewardNormalizer, reward, v_min, v_max):
+    """r / max(std(G) + 1e-8, max|G| / g_max) with g_max = min(|v_min|, |v_max|): the scale keeps
+    returns within the support once max|G| dominates."""
+    g_max = jnp.minimum(jnp.abs(v_min), jnp.abs(v_max))
+    return reward / jnp.maximum(jnp.sqrt(rn.stats.var[0]) + 1e-8, rn.max_abs / g_max)
 
 
 # ==================================================================================================
@@ -368,6 +516,7 @@ class TrainState(NamedTuple):
     critic_opt_state: Any
     obs_norm: Normalizer
     critic_norm: Normalizer  # full critic input (obs + privileged); unused if symmetric
+    reward_norm: RewardNormalizer | None = None  # with REWARD_NORMALIZATION only
 
 
 class Runner(NamedTuple):
@@ -422,9 +571,21 @@ class Networks(NamedTuple):
 
 def make_networks(config: dict, env: envs.Env) -> Networks:
     dtype = jnp.dtype(config["COMPUTE_DTYPE"])
+    if config["AGENT"] == "fasttd3_simbav2":
+        return Networks(
+            actor=SimbaV2Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], config["ACTOR_NUM_BLOCKS"], dtype),
+            critic=SimbaV2Critic(
+                config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], config["CRITIC_NUM_BLOCKS"], dtype
+            ),
+        )
+    sim, sim_dimension = config["SIM_TYPE"], config["SIM_DIMENSION"]
+    actor_seq = config["ACTOR_SEQ_LEN"] if sim in ("sim_actor", "sim_both") else 0
+    critic_seq = config["CRITIC_SEQ_LEN"] if sim in ("sim_critic", "sim_both") else 0
     return Networks(
-        actor=Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], dtype),
-        critic=DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], dtype),
+        actor=Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], dtype, actor_seq, sim_dimension),
+        critic=DistributionalCritic(
+            config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], dtype, critic_seq, sim_dimension
+        ),
     )
 
 
@@ -451,6 +612,17 @@ def adamw(hp: dict) -> optax.GradientTransformation:
     return optax.inject_hyperparams(optax.adamw)(
         learning_rate=0.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=hp["WEIGHT_DECAY"]
     )
+
+
+def clip_grad_norm(config: dict, hp: dict, grads):
+    """With USE_GRAD_NORM_CLIPPING, torch's clip_grad_norm_ as the reference calls it before
+    AdamW: one norm over all of a network's gradients (both critics together), scaled by
+    min(1, MAX_GRAD_NORM / (norm + 1e-6)); MAX_GRAD_NORM 0 means no bound."""
+    if not config["USE_GRAD_NORM_CLIPPING"]:
+        return grads
+    max_norm = jnp.where(hp["MAX_GRAD_NORM"] > 0, hp["MAX_GRAD_NORM"], jnp.inf)
+    coef = jnp.minimum(max_norm / (optax.tree.norm(grads) + 1e-6), 1.0)
+    return jax.tree.map(lambda g: g * coef, grads)
 
 
 def apply_adamw(hp: dict, params, opt_state, grads, lr):
@@ -513,6 +685,7 @@ def critic_update(
         return cross_entropy.sum(), q_mean
 
     (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.critic_params)
+    grads = clip_grad_norm(config, hp, grads)
     params, opt_state = apply_adamw(hp, ts.critic_params, ts.critic_opt_state, grads, lr)
     return ts._replace(critic_params=params, critic_opt_state=opt_state), loss, q_mean
 
@@ -528,6 +701,7 @@ def actor_update(nets: Networks, config: dict, hp: dict, ts: TrainState, inputs:
         return -q.mean() + hp["PRE_TANH_PENALTY"] * jnp.square(pre_tanh).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(ts.actor_params)
+    grads = clip_grad_norm(config, hp, grads)
     params, opt_state = apply_adamw(hp, ts.actor_params, ts.actor_opt_state, grads, lr)
     return ts._replace(actor_params=params, actor_opt_state=opt_state), loss
 
@@ -550,6 +724,15 @@ def update_batches(config: dict, buffer: ReplayBuffer, key, gamma) -> Batch:
     )
 
 
+def learner_batches(config: dict, hp: dict, ts: TrainState, buffer: ReplayBuffer, key) -> Batch:
+    """`update_batches` with, under REWARD_NORMALIZATION, every sampled n-step reward scaled by
+    this iteration's return statistics (`scale_reward`), as the reference scales sampled rewards."""
+    batches = update_batches(config, buffer, key, hp["GAMMA"])
+    if not config["REWARD_NORMALIZATION"]:
+        return batches
+    return batches._replace(reward=scale_reward(ts.reward_norm, batches.reward, hp["V_MIN"], hp["V_MAX"]))
+
+
 def learning_step(
     nets: Networks, config: dict, hp: dict, ts: TrainState, buffer: ReplayBuffer, key, iteration
 ):
@@ -559,7 +742,7 @@ def learning_step(
     critic_lr = cosine_lr(config, hp["CRITIC_LEARNING_RATE"], hp["CRITIC_LEARNING_RATE_END"], iteration)
     actor_lr = cosine_lr(config, hp["ACTOR_LEARNING_RATE"], hp["ACTOR_LEARNING_RATE_END"], iteration)
     key_sample, key_smooth = jax.random.split(key)
-    batches = update_batches(config, buffer, key_sample, hp["GAMMA"])
+    batches = learner_batches(config, hp, ts, buffer, key_sample)
 
     def one_update(carry, update):
         ts, sums = carry
@@ -616,8 +799,13 @@ def env_step(nets: Networks, env: envs.Env, config: dict, runner: Runner, keys):
     buffer = buffer_add(runner.buffer, runner.env_state.obs, runner.env_state.privileged, action, step)
     fresh_scale = jax.random.uniform(k_scale, (num_envs,), minval=hp["STD_MIN"], maxval=hp["STD_MAX"])
     episode_return = runner.episode_return + step.reward
+    ts = ts._replace(obs_norm=obs_norm)
+    if config["REWARD_NORMALIZATION"]:
+        ts = ts._replace(
+            reward_norm=reward_normalizer_update(ts.reward_norm, step.reward, step.done, hp["GAMMA"])
+        )
     runner = runner._replace(
-        train_state=ts._replace(obs_norm=obs_norm),
+        train_state=ts,
         env_state=env_state,
         buffer=buffer,
         noise_scale=jnp.where(step.done, fresh_scale, runner.noise_scale),
@@ -702,6 +890,7 @@ def init_runner(nets: Networks, env: envs.Env, config: dict, rng, hparams=None) 
         critic_opt_state=adamw(hp).init(critic_params),
         obs_norm=normalizer_init(env.obs_dim),
         critic_norm=normalizer_init(env.obs_dim + env.privileged_dim),
+        reward_norm=reward_normalizer_init(num_envs) if config["REWARD_NORMALIZATION"] else None,
     )
     # One vmapped reset for the training and the evaluation envs: each reset call traces and
     # compiles the whole simulator's forward pass again (tens of seconds for an MJX robot).

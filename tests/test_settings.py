@@ -3,6 +3,8 @@
 A key that no code reads would pass make_config, land in config.json and change nothing; these
 tests fail for such a key, including any key added later without a use."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,9 +48,29 @@ STATIC_VARIANTS = {
     "EPISODE_LENGTH": 25,
     "ACTION_REPEAT": 2,
     "RESET_MODE": "first_state",
+    "USE_GRAD_NORM_CLIPPING": True,
+    "REWARD_NORMALIZATION": True,
+    "AGENT": "fasttd3_simbav2",
+    "CRITIC_NUM_BLOCKS": 1,
+    "ACTOR_NUM_BLOCKS": 2,
+    "SIM_TYPE": "sim_both",
+    "SIM_DIMENSION": 4,
+    "ACTOR_SEQ_LEN": 3,
+    "CRITIC_SEQ_LEN": 3,
 }
-# Keys that only a Playground task reads; each has its own test below or in test_envs.py.
-PLAYGROUND_ONLY = {"IMPL", "PHYSICS_PRECISION"}
+# Keys read only under another setting: the variant is compared with BASE plus that setting.
+REQUIRES = {
+    "REWARD_NORMALIZATION": {"V_MAX": 10.0},  # Pendulum's V_MAX=0 leaves no return bound
+    "CRITIC_NUM_BLOCKS": {"AGENT": "fasttd3_simbav2"},
+    "ACTOR_NUM_BLOCKS": {"AGENT": "fasttd3_simbav2"},
+    "SIM_DIMENSION": {"SIM_TYPE": "sim_both"},
+    "ACTOR_SEQ_LEN": {"SIM_TYPE": "sim_actor"},
+    "CRITIC_SEQ_LEN": {"SIM_TYPE": "sim_critic"},
+}
+# Keys that only a Playground task reads; each has its own test below, in test_envs.py or in
+# test_reference_options.py (which also shows the refused keys refused).
+PLAYGROUND_ONLY = {"IMPL", "PHYSICS_PRECISION", "USE_PUSH_RANDOMIZATION", "USE_TUNED_REWARD"}
+REFUSED = {"USE_DOMAIN_RANDOMIZATION", "ACTION_BOUNDS"}  # only the default is allowed
 
 
 def _program(config) -> str:
@@ -57,7 +79,7 @@ def _program(config) -> str:
 
 def test_every_static_key_has_a_variant_here():
     """A new static key must be added above (and so shown to be read) or this fails."""
-    assert set(ft.STATIC_DEFAULTS) - {"ENV_NAME"} == set(STATIC_VARIANTS) | PLAYGROUND_ONLY
+    assert set(ft.STATIC_DEFAULTS) - {"ENV_NAME"} == set(STATIC_VARIANTS) | PLAYGROUND_ONLY | REFUSED
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +89,16 @@ def base_program():
 
 @pytest.mark.parametrize("key", sorted(STATIC_VARIANTS))
 def test_static_setting_changes_the_program(base_program, key):
-    config = ft.make_config("Pendulum-v1", **{**BASE, key: STATIC_VARIANTS[key]})
-    assert config[key] != ft.make_config("Pendulum-v1", **BASE)[key]
-    assert _program(config) != base_program, f"{key} is read by no code"
+    base = {**BASE, **REQUIRES.get(key, {})}
+    config = ft.make_config("Pendulum-v1", **{**base, key: STATIC_VARIANTS[key]})
+    assert config[key] != ft.make_config("Pendulum-v1", **base)[key]
+    program = base_program if key not in REQUIRES else _required_program(tuple(REQUIRES[key].items()))
+    assert _program(config) != program, f"{key} is read by no code"
+
+
+@functools.lru_cache
+def _required_program(items) -> str:
+    return _program(ft.make_config("Pendulum-v1", **BASE, **dict(items)))
 
 
 # Another value of every traced setting, chosen so a 40-iteration run must feel it
@@ -90,13 +119,14 @@ HPARAM_VARIANTS = {
     "WEIGHT_DECAY": 0.5,
     "INIT_SCALE": 0.5,
     "PRE_TANH_PENALTY": 1.0,
+    "MAX_GRAD_NORM": 0.01,  # read with USE_GRAD_NORM_CLIPPING, which this test turns on
 }
 
 
 def test_every_traced_setting_changes_the_result():
     """One vmapped program: the defaults, then each traced key changed alone."""
     assert set(HPARAM_VARIANTS) == set(ft.HPARAM_DEFAULTS)
-    config = ft.make_config("Pendulum-v1", **BASE)
+    config = ft.make_config("Pendulum-v1", **BASE, USE_GRAD_NORM_CLIPPING=True)
     keys = sorted(HPARAM_VARIANTS)
     rows = [ft.default_hparams(config)]
     for key in keys:
