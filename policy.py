@@ -22,13 +22,12 @@ import tempfile
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
 import checkpoints
 import envs
-from purejax_fasttd3 import Actor, Normalizer, TrainState, episode_returns, make_train_loop, normalize
+from purejax_fasttd3 import Normalizer, TrainState, episode_returns, make_networks, make_train_loop, normalize
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "policy"  # the orbax checkpoint inside a saved policy's folder
@@ -157,8 +156,8 @@ def load_checkpoint_policy(path, agent: int) -> tuple[dict, Policy, int]:
 # ==================================================================================================
 def act(config: dict, policy: Policy, obs: jax.Array) -> jax.Array:
     """Deterministic action in [-1, 1] for `obs` [..., obs_dim], as `make_train` evaluates."""
-    action_dim = policy.actor_params["params"]["head"]["kernel"].shape[-1]
-    actor = Actor(action_dim, config["ACTOR_HIDDEN_DIM"], jnp.dtype(config["COMPUTE_DTYPE"]))
+    action_dim = policy.actor_params["params"]["head"]["bias"].shape[-1]
+    actor = make_networks(config, action_dim).actor  # the trained architecture (AGENT, SIM_TYPE)
     if config["OBS_NORMALIZATION"]:
         obs = normalize(policy.obs_norm, obs)
     return actor.apply(policy.actor_params, obs)

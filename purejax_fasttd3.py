@@ -217,7 +217,7 @@ class SimbaV2Actor(nn.Module):
     @nn.compact
     def __call__(self, obs, with_pre_tanh: bool = False):
         x = _simba_encoder(obs, self.hidden_dim, self.num_blocks, self.dtype)
-        pre_tanh = SimbaV2Head(self.hidden_dim, self.action_dim, self.dtype)(x)
+        pre_tanh = SimbaV2Head(self.hidden_dim, self.action_dim, self.dtype, name="head")(x)
         return (jnp.tanh(pre_tanh), pre_tanh) if with_pre_tanh else jnp.tanh(pre_tanh)
 
 
@@ -233,7 +233,7 @@ class SimbaV2Critic(nn.Module):
     @nn.compact
     def __call__(self, obs, action):
         x = _simba_encoder(jnp.concatenate([obs, action], -1), self.hidden_dim, self.num_blocks, self.dtype)
-        return SimbaV2Head(self.hidden_dim, self.num_atoms, self.dtype)(x)
+        return SimbaV2Head(self.hidden_dim, self.num_atoms, self.dtype, name="head")(x)
 
 
 # ==================================================================================================
@@ -569,11 +569,11 @@ class Networks(NamedTuple):
         return jax.vmap(self.critic.apply, in_axes=(0, None, None))(critic_params, obs, action)
 
 
-def make_networks(config: dict, env: envs.Env) -> Networks:
+def make_networks(config: dict, action_dim: int) -> Networks:
     dtype = jnp.dtype(config["COMPUTE_DTYPE"])
     if config["AGENT"] == "fasttd3_simbav2":
         return Networks(
-            actor=SimbaV2Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], config["ACTOR_NUM_BLOCKS"], dtype),
+            actor=SimbaV2Actor(action_dim, config["ACTOR_HIDDEN_DIM"], config["ACTOR_NUM_BLOCKS"], dtype),
             critic=SimbaV2Critic(
                 config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], config["CRITIC_NUM_BLOCKS"], dtype
             ),
@@ -582,7 +582,7 @@ def make_networks(config: dict, env: envs.Env) -> Networks:
     actor_seq = config["ACTOR_SEQ_LEN"] if sim in ("sim_actor", "sim_both") else 0
     critic_seq = config["CRITIC_SEQ_LEN"] if sim in ("sim_critic", "sim_both") else 0
     return Networks(
-        actor=Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], dtype, actor_seq, sim_dimension),
+        actor=Actor(action_dim, config["ACTOR_HIDDEN_DIM"], dtype, actor_seq, sim_dimension),
         critic=DistributionalCritic(
             config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], dtype, critic_seq, sim_dimension
         ),
@@ -977,7 +977,7 @@ def make_train_loop(config: dict, progress=None, heartbeat=None) -> TrainLoop:
     """The two halves of `make_train(config, progress, heartbeat)`'s `train`; see `TrainLoop`."""
     config = dict(config)  # our own copy: later edits by the caller change nothing here
     env = envs.make_env(config)
-    nets = make_networks(config, env)
+    nets = make_networks(config, env.action_dim)
     eval_interval = config["EVAL_INTERVAL"]
 
     def counted_iteration_step(carry, iteration):

@@ -272,11 +272,11 @@ def bytes_per_agent(config: dict, env: envs.Env) -> dict[str, int]:
     working set of one update. Shapes only; nothing is compiled or allocated."""
     num_envs = config["NUM_ENVS"]
     obs_in = env.obs_dim + env.privileged_dim
-    actor = ft.Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"])
-    critic = ft.DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"])
+    nets = ft.make_networks(config, env.action_dim)  # the architecture the run trains (AGENT, SIM_TYPE)
     key = jax.random.PRNGKey(0)
-    actor_params = jax.eval_shape(actor.init, key, jnp.zeros((1, env.obs_dim)))
-    critic_params = jax.eval_shape(critic.init, key, jnp.zeros((1, obs_in)), jnp.zeros((1, env.action_dim)))
+    actor_params = jax.eval_shape(nets.actor.init, key, jnp.zeros((1, env.obs_dim)))
+    critic_inputs = jnp.zeros((1, obs_in)), jnp.zeros((1, env.action_dim))
+    critic_params = jax.eval_shape(nets.critic.init, key, *critic_inputs)
     size = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))  # noqa: E731
     # Actor: params + 2 Adam moments; twin critics: params, target and 2 moments.
     networks = 3 * size(actor_params) + 2 * 4 * size(critic_params)

@@ -231,7 +231,7 @@ def test_learning_step_cadence_and_polyak_targets(num_updates, iteration, actor_
         WEIGHT_DECAY=0.1, CRITIC_HIDDEN_DIM=8, ACTOR_HIDDEN_DIM=8, NUM_ATOMS=ATOMS, BUFFER_SIZE=20,
     )  # fmt: skip
     env = envs.make_env(config)
-    nets = ft.make_networks(config, env)
+    nets = ft.make_networks(config, env.action_dim)
     runner = jax.jit(functools.partial(ft.init_runner, nets, env, config))(jax.random.PRNGKey(1))
     fill = jax.jit(lambda r, k: ft.env_step(nets, env, config, r, jax.random.split(k, 3))[0])
     for key in jax.random.split(jax.random.PRNGKey(2), 8):
@@ -265,7 +265,7 @@ def test_env_step_stores_the_transition_and_redraws_ended_envs_scales():
         "Pendulum-v1", NUM_ENVS=4, EPISODE_LENGTH=3, CRITIC_HIDDEN_DIM=8, ACTOR_HIDDEN_DIM=8, BUFFER_SIZE=10
     )
     env = envs.make_env(config)
-    nets = ft.make_networks(config, env)
+    nets = ft.make_networks(config, env.action_dim)
     runner = jax.jit(functools.partial(ft.init_runner, nets, env, config))(jax.random.PRNGKey(4))
     runner = runner._replace(episode_return=jnp.array([1.0, 2.0, 3.0, 4.0]))
     step = jax.jit(functools.partial(ft.env_step, nets, env, config))

@@ -9,6 +9,7 @@ import pytest
 
 import envs
 import numpy_reference as ref
+import policy
 import purejax_fasttd3 as ft
 from shared_configs import TINY_AGENT
 
@@ -163,7 +164,7 @@ def test_sim_type_selects_the_heads():
         config = ft.make_config(
             "Pendulum-v1", SIM_TYPE=sim_type, ACTOR_SEQ_LEN=5, CRITIC_SEQ_LEN=6, SIM_DIMENSION=3
         )
-        nets = ft.make_networks(config, env)
+        nets = ft.make_networks(config, env.action_dim)
         assert (nets.actor.seq_len, nets.critic.seq_len) == (actor_seq, critic_seq)
         assert nets.actor.sim_dimension == nets.critic.sim_dimension == 3
 
@@ -184,7 +185,7 @@ def _simba_parts(p, num_blocks):
         )
         for b in range(num_blocks)
     ]
-    h = p["SimbaV2Head_0"]
+    h = p["head"]
     head = (h["Dense_0"]["kernel"], h["Scaler_0"]["scaler"], h["Dense_1"]["kernel"], h["bias"])
     return embed, blocks, head
 
@@ -251,6 +252,13 @@ def test_vmapped_run_with_every_learner_option():
     np.testing.assert_array_equal(np.asarray(ts.reward_norm.stats.count), 40 * 2)
     max_abs = np.asarray(ts.reward_norm.max_abs)
     assert (max_abs > 0).all() and (max_abs >= np.abs(np.asarray(ts.reward_norm.returns)).max(-1)).all()
+    # A trained SimbaV2 agent acts through policy.act with its own architecture.
+    agent = jax.tree.map(lambda x: x[0], ts)
+    obs = jnp.linspace(-1.0, 1.0, 9).reshape(3, 3)
+    seen = ft.normalize(agent.obs_norm, obs) if config["OBS_NORMALIZATION"] else obs
+    actor = ft.SimbaV2Actor(1, config["ACTOR_HIDDEN_DIM"], config["ACTOR_NUM_BLOCKS"])
+    acted = policy.act(config, policy.policy_from_state(agent), obs)
+    np.testing.assert_allclose(acted, actor.apply(agent.actor_params, seen), rtol=1e-6)
 
 
 # ------------------------------------------------------------------------ Playground locomotion keys
