@@ -91,7 +91,7 @@ def pbt_figure(sweep: dict, combo: dict, space):
     ax.set_xlabel("evaluation")
     ax.set_ylabel("eval return")
     ax.legend(fontsize=8)
-    best = search.best_agents(arrays, every, BEST_SCHEDULES)
+    best = search.best_agents(arrays, BEST_SCHEDULES)
     colors = category_colors(len(best))
     for ax, dim in zip(axes[0][1:], space):
         for agent, color in zip(best, colors):
