@@ -13,7 +13,8 @@ tuned on master seed 0 and judged on `--heldout-seeds` seeds of master seed 1 (t
 point, the best random point, PBT's best schedule replayed with sweep.py --schedule). Every
 step is a sweep.py command (printed as it runs; results under --out), and the summary goes to
 bench/results/search_study_<task>.json: per method the tuning compute (agent-iterations), the
-pick, and on the held-out seeds the share solved, mean and worst final return.
+pick, and on the held-out seeds the share solved, mean and worst final return. `--set KEY=V`
+passes a config override to every sweep (a smoke run: tiny networks and runs).
 
     python bench/bench_search.py --study --task Pendulum-v1 --grid-values 3 --samples 8
 
@@ -40,6 +41,7 @@ import numpy as np
 
 import purejax_fasttd3 as ft
 import search
+import sweep
 from common import ROOT, Chunks, environment, write
 
 # The wide space of issue #23: a grid takes `--grid-values` points of each range (log-spaced for log).
@@ -156,9 +158,9 @@ def heldout(out: pathlib.Path) -> dict:
 
 def study(args: argparse.Namespace) -> dict:
     space = search.parse_space(SPACE)
-    config = ft.make_config(args.task)
+    config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])  # what every sweep runs
     iterations = config["TOTAL_TIMESTEPS"]
-    base = [f"--set=TOTAL_TIMESTEPS={iterations}"]
+    base = [f"--set={item}" for item in args.set]
     out = pathlib.Path(args.out)
     grid = [f"{dim.key}={','.join(f'{v:.6g}' for v in grid_values(dim, args.grid_values))}" for dim in space]
     sampled = [f for s in SPACE for f in ("--sample", s)] + ["--samples", str(args.samples)]
@@ -212,6 +214,9 @@ def main(argv=None) -> None:
     parser.add_argument("--heldout-seeds", type=int, default=32)
     parser.add_argument("--pbt-every", type=int, default=4)
     parser.add_argument("--out", default=str(ROOT / "results" / "search_study"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=V", help="study: a config override of every sweep"
+    )
     parser.add_argument("--fitness-check", type=pathlib.Path, metavar="RESULTS_DIR")
     parser.add_argument("--name", default="pendulum", help="fitness check: the result file's suffix")
     args = parser.parse_args(argv)
