@@ -233,9 +233,10 @@ def pbt_step(runner: ft.Runner, fitness_values, rng, space: tuple[Dim, ...], con
     """One exploit/explore step over a vmapped `Runner` (axes `ft.RUNNER_AXES`).
 
     Returns (runner, record): every leaf of a replaced row is its parent's row, except the
-    searched settings (explored) and the RNG (`fold_in(fold_in(rng, 1), row)`: a stream new for
-    that row and, through `rng`, for that generation); other rows are unchanged. `record` has
-    "parent" [rows], "fitness" [rows] and "hparams" {key: [rows]} of the searched settings now."""
+    searched settings (explored) and the RNG (`fold_in(key, row)`, `key` split from `rng`: a
+    stream new for that row and, through `rng`, for that generation); other rows are unchanged.
+    `record` has "parent" [rows], "fitness" [rows] and "hparams" {key: [rows]} of the searched
+    settings now."""
     k_exploit, k_stream, k_explore = jax.random.split(rng, 3)
     parents = exploit_parents(fitness_values, k_exploit, config)
     gathered = jax.tree.map(

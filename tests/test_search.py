@@ -290,3 +290,17 @@ def test_best_schedule_is_written_and_replayed_between_evaluations(pbt_sweep, tm
     for evals in range(1, 4):
         runner = between.after_eval(runner, evals, np.zeros((8, evals)))
         np.testing.assert_array_equal(runner.hparams["TAU"], np.float32(schedule["settings"][evals]["TAU"]))
+
+
+def test_search_figures_are_drawn(pbt_sweep):
+    from plots.plot_search import draw_search, samples_figure
+    from plots.results import load_sweep
+
+    (png,) = draw_search(pbt_sweep)
+    assert png.name == "pbt_combo_000.png" and png.stat().st_size > 0
+    loaded = load_sweep(pbt_sweep)
+    space = search.parse_space(loaded["search"]["sample"])
+    fig = samples_figure(loaded, loaded["combos"][0], space, threshold=-200.0)
+    dots = [len(c.get_offsets()) for ax in fig.axes for c in ax.collections]
+    assert sum(dots) == 8 * len(space)  # every agent a dot in every panel
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[1].get_xscale() == "linear"
