@@ -270,7 +270,10 @@ def test_pbt_stopped_mid_run_resumes_bit_for_bit(pbt_sweep, tmp_path, monkeypatc
 
 
 def test_best_schedule_is_written_and_replayed_between_evaluations(pbt_sweep, tmp_path, capsys):
-    sweep.summarize(pbt_sweep)
+    rows = sweep.summarize(pbt_sweep)  # the drawn points ranked, each row naming its values
+    points = json.loads((pbt_sweep / "sweep.json").read_text())["search"]["points"]
+    assert sorted(row["point"] for row in rows) == [0, 1, 2, 3]
+    assert all(row["TAU"] == points[row["point"]]["TAU"] and row["seeds"] == 2 for row in rows)
     path = pbt_sweep / "combo_000" / "schedule_best.json"
     assert "its schedule" in capsys.readouterr().out
     schedule = search.load_schedule(path, num_evals=4)
