@@ -16,7 +16,9 @@ Results format (loads with numpy alone; `plots.results.load_sweep` does it for y
     OUT/combo_XXX/calls.json  agents per device call (a resumed sweep keeps it)
     OUT/combo_XXX/agents_AAAAAA-BBBBBB.npz   agents A..B-1 of that combination:
         agent, grid_index, seed_index          int64 [A]; agent = grid_index * seeds + seed_index
-        hparam_<KEY>                           float32 [A], every traced setting as used
+        hparam_<KEY>                           float32 [A], every traced setting at the end
+        pbt_parent, pbt_fitness, pbt_<KEY>     with --pbt, [A, generations + 1]: the lineage
+                                               (search.lineage_arrays)
         metric_<NAME>                          [A, num_evals]: env_steps, eval_return,
                                                train_return, critic_loss, actor_loss, q_mean
         meta                                   JSON string: device, versions, compile and run
@@ -55,6 +57,7 @@ import checkpoints
 import envs
 import provenance
 import purejax_fasttd3 as ft
+import search
 from plots.results import (
     SOLVED_THRESHOLDS,
     finite_agents,
@@ -107,6 +110,52 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=V[,V2,...]",
         help="config override (repeatable). Several values of a static key loop over "
         "compilations; a traced key takes one value here (sweep it with --grid)",
+    )
+    parser.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        metavar="KEY=DIST:ARGS",
+        help="traced setting to search (repeatable): KEY=log:LO,HI, KEY=lin:LO,HI or KEY=choice:V1,V2,...; "
+        "--samples points are drawn quasi-randomly (scrambled Halton, from --seed), each crossed with "
+        "--seeds and any --grid, in one program",
+    )
+    parser.add_argument("--samples", type=int, default=None, metavar="N", help="points drawn from --sample")
+    parser.add_argument(
+        "--pbt",
+        action="store_true",
+        help="population-based training over the --sample space: the --samples x --seeds agents start "
+        "at the sampled points; every --pbt-every evaluations the worst --pbt-fraction take the complete "
+        "state of one of the best and perturb or resample their settings",
+    )
+    parser.add_argument(
+        "--pbt-every", type=int, default=1, metavar="E", help="evaluations per PBT generation"
+    )
+    parser.add_argument(
+        "--pbt-fraction",
+        type=float,
+        default=0.25,
+        metavar="Q",
+        help="share of the population replaced, and parents",
+    )
+    parser.add_argument(
+        "--pbt-factors",
+        default="0.8,1.2",
+        metavar="DOWN,UP",
+        help="PBT perturbation factors, one drawn per setting",
+    )
+    parser.add_argument(
+        "--pbt-resample",
+        type=float,
+        default=0.25,
+        metavar="P",
+        help="probability that PBT draws a setting anew from its range instead of perturbing it",
+    )
+    parser.add_argument(
+        "--schedule",
+        metavar="FILE",
+        help="replay a schedule of settings (a PBT sweep's OUT/combo_XXX/schedule_best.json): plain agents "
+        "whose settings change between evaluations as the file says",
     )
     parser.add_argument("--out", default=None, help="results folder (default: results/<env>)")
     parser.add_argument(
@@ -171,8 +220,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--watchdog must be a number of seconds >= 0 (0: off), got {args.watchdog}")
     if args.solved_at is not None and not np.isfinite(args.solved_at):
         parser.error(f"--solved-at must be a finite return, got {args.solved_at}")
+    if bool(args.sample) != (args.samples is not None):
+        parser.error("--sample and --samples go together: the space and how many points to draw from it")
+    if args.samples is not None and args.samples < 1:
+        parser.error(f"--samples must be at least 1, got {args.samples}")
+    if args.pbt and not args.sample:
+        parser.error("--pbt needs a search space: give the settings to explore with --sample and --samples")
+    if args.schedule and (args.pbt or args.sample):
+        parser.error(
+            f"--schedule {args.schedule} replays fixed settings; it does not combine with --pbt or --sample"
+        )
+    try:
+        args.pbt_factors = tuple(float(f) for f in args.pbt_factors.split(","))
+    except ValueError:
+        parser.error(f"--pbt-factors expects DOWN,UP, got {args.pbt_factors!r}")
+    if len(args.pbt_factors) != 2:
+        parser.error(f"--pbt-factors expects DOWN,UP, got {args.pbt_factors}")
     if args.grid is None:
-        args.grid = list(DEFAULT_GRID) if args.env == DEFAULT_GRID_ENV and not args.set else []
+        searched = args.set or args.sample or args.schedule
+        args.grid = list(DEFAULT_GRID) if args.env == DEFAULT_GRID_ENV and not searched else []
     return args
 
 
@@ -726,7 +792,8 @@ class Combination(NamedTuple):
     folder: pathlib.Path  # OUT/combo_XXX
     config: dict  # the resolved config
     rngs: np.ndarray  # every agent's PRNG key: split(PRNGKey(seed), seeds)[seed_index]
-    hparams: dict[str, np.ndarray]  # every agent's traced settings (`agent_hparams`)
+    hparams: dict[str, np.ndarray]  # every agent's traced settings at the start (`agent_hparams`)
+    plan: search.Plan = search.Plan()  # PBT or a schedule between evaluations (search.py)
 
     @property
     def num_agents(self) -> int:
@@ -747,7 +814,7 @@ def _check_same_sweep(out: pathlib.Path, spec: dict) -> None:
     if not path.exists():
         return
     stored = json.loads(path.read_text())
-    for key in ("format", "env", "seeds", "seed", "grid", "static", "fixed"):
+    for key in ("format", "env", "seeds", "seed", "grid", "static", "fixed", "search"):
         if stored.get(key) != spec.get(key):
             raise ValueError(
                 f"{out} holds results of another sweep: its {key} is {stored.get(key)!r}, this "
@@ -761,29 +828,63 @@ def plan_sweep(args: argparse.Namespace) -> Sweep:
     holds another sweep."""
     grid = parse_grid(args.grid)
     fixed, looped = parse_set(args.set)
+    space = search.parse_space(args.sample)
+    both = [dim.key for dim in space if dim.key in grid]
+    if both:
+        raise ValueError(f"--sample {both[0]}: {both[0]} is also a --grid axis; search it one way")
     combos = grid_points(looped)
-    points = grid_points(grid)
+    points = [
+        {**point, **drawn}
+        for point in grid_points(grid)
+        for drawn in search.sample_points(space, args.samples or 1, args.seed)
+    ]
     out = pathlib.Path(args.out or f"results/{args.env}")
     configs = [ft.make_config(args.env, **{**fixed, **combo}) for combo in combos]
+    plans = [_search_plan(args, space, config, len(points) * args.seeds) for config in configs]
     hparams = [agent_hparams(config, points, args.seeds) for config in configs]
+    for hp, plan in zip(hparams, plans):  # a replayed schedule starts at its first entry
+        for key, value in (plan.schedule["settings"][0] if plan.schedule else {}).items():
+            hp[key] = np.full_like(hp[key], value)
     spec = {
         "format": FORMAT,
         "env": args.env,
         "seeds": args.seeds,
         "seed": args.seed,
-        "grid": grid,
+        # With --sample the summary and plots rank the drawn points: "search" records them.
+        "grid": {"point": list(range(len(points)))} if space else grid,
         "static": looped,
         "fixed": fixed,
         "combos": combos,
     }
+    if space or args.schedule:
+        spec["search"] = {
+            "grid": grid,
+            "sample": args.sample,
+            "points": points if space else None,
+            "pbt": {**plans[0].pbt._asdict(), "factors": list(args.pbt_factors)} if args.pbt else None,
+            "schedule": plans[0].schedule,
+        }
     _check_same_sweep(out, spec)
     seed_rngs = np.asarray(jax.random.split(jax.random.PRNGKey(args.seed), args.seeds))
     rngs = seed_rngs[np.arange(len(points) * args.seeds) % args.seeds]
     combinations = []
     for c, (combo, config, hp) in enumerate(zip(combos, configs, hparams)):
         label = f"combo {c + 1}/{len(combos)} {combo or ''}".rstrip()
-        combinations.append(Combination(c, label, out / f"combo_{c:03d}", config, rngs, hp))
+        combinations.append(Combination(c, label, out / f"combo_{c:03d}", config, rngs, hp, plans[c]))
     return Sweep(out, spec, points, combinations)
+
+
+def _search_plan(args: argparse.Namespace, space: tuple, config: dict, agents: int) -> search.Plan:
+    """A combination's PBT or schedule, refused before anything compiles when it cannot run."""
+    num_evals = config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"]
+    if args.schedule:
+        return search.Plan(schedule=search.load_schedule(args.schedule, num_evals))
+    if not args.pbt:
+        return search.Plan(space)
+    pbt = search.PBTConfig(args.pbt_every, agents, args.pbt_fraction, args.pbt_factors, args.pbt_resample)
+    search.check_pbt(pbt, space, num_evals)
+    search.check_space_corners(space, config)
+    return search.Plan(space, pbt)
 
 
 class Call(NamedTuple):
@@ -810,6 +911,11 @@ def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int]) -> 
     free = _least_free_memory(free_device_memory(jax.local_devices()))
     calls_file = combo.folder / "calls.json"
     chunk = choose_chunk(per_agent, free, len(devices), total, agreed_call_size(args.chunk, calls_file))
+    if combo.plan.pbt and chunk < total:
+        raise ValueError(
+            f"--pbt: the population of {total} agents must run in one call, but {chunk} agents per call "
+            "fit (or --chunk asks for that many); use fewer --samples or --seeds, or smaller agents"
+        )
     if jax.process_index() == 0:
         checkpoints.write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
     parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
@@ -854,6 +960,7 @@ class CallOutcome(NamedTuple):
 
     state: ft.Runner  # every row's final state, sharded over the devices
     metrics: dict[str, np.ndarray]  # [rows, evals] of each metric the run reports
+    searched: dict[str, np.ndarray]  # the PBT lineage of the call's agents (search.lineage_arrays)
     run_seconds: float  # device time of its evaluations, over every run that trained it
     resumed_at: int | None  # the evaluation it resumed from a checkpoint at, if it did
 
@@ -868,8 +975,10 @@ def run_call(
     num_evals = programs.loop.num_evals
     t0 = time.perf_counter()
     resumed_at, run_before = None, 0.0
+    between = search.Search(args.seed, programs.state_sharding, combo.plan)
     if resumed:
         leaves, saved, meta = checkpoints.load_checkpoint(call.checkpoint)
+        between.restore(meta)
         evals, resumed_at, run_before = meta["evals_done"], meta["evals_done"], meta["run_seconds"]
         try:
             state = programs.place_state(leaves)
@@ -881,7 +990,9 @@ def run_call(
         history = [saved]
         print(f"{combo.label}: {call.name} resume from their checkpoint at eval {evals}/{num_evals}")
     else:
-        state = programs.init(combo.rngs[call.rows], {k: v[call.rows] for k, v in combo.hparams.items()})
+        hparams = {k: v[call.rows] for k, v in combo.hparams.items()}
+        state = programs.init(combo.rngs[call.rows], hparams)
+        between.start(hparams)
         history, evals = [], 0
     while evals < num_evals:
         WATCHDOG.doing(f"running {call.name}, eval {evals + 1}/{num_evals}")
@@ -891,15 +1002,16 @@ def run_call(
         run_s = run_before + time.perf_counter() - t0
         if evals == num_evals:
             break
+        returns = np.concatenate([h["eval_return"] for h in history], axis=1)
+        state = between.after_eval(state, evals, returns)  # PBT step or a schedule's next settings
         stop = STOP.requested()
         if stop or (args.checkpoint_every and evals % args.checkpoint_every == 0):
             history = [_concat_metrics(history)]
-            checkpoints.save_checkpoint(
-                call.checkpoint, state, history[0], {"evals_done": evals, "run_seconds": run_s}
-            )
+            meta = {"evals_done": evals, "run_seconds": run_s, **between.checkpoint_meta()}
+            checkpoints.save_checkpoint(call.checkpoint, state, history[0], meta)
         if stop:
             raise Interrupted(f"stopped at eval {evals}/{num_evals} of {call.name}, checkpoint saved")
-    return CallOutcome(state, _concat_metrics(history), run_s, resumed_at)
+    return CallOutcome(state, _concat_metrics(history), between.results(call.hi - call.lo), run_s, resumed_at)
 
 
 def write_call_results(
@@ -923,12 +1035,14 @@ def write_call_results(
         "resumed_at_eval": outcome.resumed_at,
         "nonfinite_agents": flagged,
     }
+    final_hparams = _to_host(outcome.state.hparams)  # PBT and schedules change them as they go
     arrays = {
         "agent": agents,
         "grid_index": agents // args.seeds,
         "seed_index": agents % args.seeds,
-        **{f"hparam_{key}": combo.hparams[key][call.lo : call.hi] for key in ft.HPARAM_DEFAULTS},
+        **{f"hparam_{key}": final_hparams[key][:n] for key in ft.HPARAM_DEFAULTS},
         **{f"metric_{name}": metrics[name] for name in METRICS},
+        **outcome.searched,
         "meta": np.array(json.dumps(meta)),
     }
     if args.save_policies:
@@ -1028,8 +1142,11 @@ def summarize(out: pathlib.Path, solved_at: float | None = None) -> list[dict]:
             "at which the mean over seeds reaches it"
         )
     rows = []
+    points = (sweep.get("search") or {}).get("points")
     for c, combo in enumerate(sweep["combos"]):
         table = rank_rows(grid_table(combo, threshold))
+        for row in table if points else []:  # a drawn point's row names its values
+            row["grid"] = {"point": row["grid"]["point"], **points[row["grid"]["point"]]}
         settings = combo.get("settings") or {}
         where = (
             f"combo {c} ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else f"combo {c}"
@@ -1052,6 +1169,8 @@ def summarize(out: pathlib.Path, solved_at: float | None = None) -> list[dict]:
             print(f"{line} {row['nonfinite']:10d}")
             stats = {k: v for k, v in row.items() if k not in ("grid", "finals")}
             rows.append({"combo": c, **settings, **row["grid"], **stats})
+        if (sweep.get("search") or {}).get("pbt") and combo["arrays"]:
+            search.report_pbt(sweep, combo, out / f"combo_{c:03d}")
     _write_csv(out / "summary.csv", rows)
     return rows
 
@@ -1144,8 +1263,9 @@ def main(argv=None) -> None:
     summarize(out, args.solved_at)
     if not args.no_plots:
         from plots import draw_all
+        from plots.plot_search import draw_search
 
-        for png in draw_all(out, args.solved_at):
+        for png in draw_all(out, args.solved_at) + draw_search(out):
             print(f"wrote {png}")
 
 

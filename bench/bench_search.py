@@ -1,0 +1,237 @@
+"""Search (search.py): what one PBT exploit/explore step costs, and the equal-compute study.
+
+Overhead (the default): `agents` agents of the default Pendulum-v1 config; one eval chunk (the
+compiled `run(state, 1)` sweeps call) against one PBT step as a sweep call does it between two
+chunks (`search.Search.after_eval`: fitness on the host, the jitted gather and explore on the
+device, the lineage record back to the host), alternating, `--repeats` of each; the fastest and
+the median of each. Writes bench/results/search_overhead_<device>.json.
+
+    python bench/bench_search.py --agents 16 --repeats 20
+
+Study (`--study`): grid search, random search and PBT from one wide space on a gymnax task, each
+tuned on master seed 0 and judged on `--heldout-seeds` seeds of master seed 1 (the best grid
+point, the best random point, PBT's best schedule replayed with sweep.py --schedule). Every
+step is a sweep.py command (printed as it runs; results under --out), and the summary goes to
+bench/results/search_study_<task>.json: per method the tuning compute (agent-iterations), the
+pick, and on the held-out seeds the share solved, mean and worst final return. `--set KEY=V`
+passes a config override to every sweep (a smoke run: tiny networks and runs).
+
+    python bench/bench_search.py --study --task Pendulum-v1 --grid-values 3 --samples 8
+
+Fitness check (`--fitness-check RESULTS_DIR`): on a finished sweep's curves, how well candidate
+PBT fitnesses at an evaluation part-way (the last eval return, the mean of the last k) rank the
+agents by their final return (the mean of the last 4 evaluations): Spearman rank correlation
+over all agents. Writes bench/results/search_fitness_<name>.json.
+
+    python bench/bench_search.py --fitness-check bench/results/tuning_pendulum --name pendulum
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+import purejax_fasttd3 as ft
+import search
+import sweep
+from common import ROOT, Chunks, environment, write
+
+# The wide space of issue #23: a grid takes `--grid-values` points of each range (log-spaced for log).
+SPACE = [
+    "CRITIC_LEARNING_RATE=log:1e-5,1e-2",
+    "ACTOR_LEARNING_RATE=log:1e-5,1e-2",
+    "TAU=log:0.005,0.5",
+    "STD_MAX=lin:0.05,1",
+    "PRE_TANH_PENALTY=log:1e-5,1e-1",
+    "GAMMA=lin:0.9,0.999",
+]
+
+
+# ==================================================================================================
+# OVERHEAD
+# ==================================================================================================
+def overhead(agents: int, repeats: int) -> dict:
+    config = ft.make_config("Pendulum-v1")
+    chunks = Chunks(config, agents)
+    space = search.parse_space(SPACE)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("agents",))
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
+    shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    sharding = jax.tree.map(lambda a: rows if a == 0 else shared, ft.RUNNER_AXES, is_leaf=lambda x: x is None)
+    pbt = search.PBTConfig(every=1, population=agents)
+    between = search.Search(0, sharding, search.Plan(space, pbt))
+    points = search.sample_points(space, agents, seed=0)
+    hparams = {k: np.asarray(v) for k, v in chunks.runner.hparams.items()}
+    hparams.update({dim.key: np.float32([p[dim.key] for p in points]) for dim in space})
+    between.start(hparams)
+    returns = np.asarray(chunks.metrics["eval_return"])
+    start = time.perf_counter()
+    chunks.runner = jax.block_until_ready(between.after_eval(chunks.runner, 1, returns))  # compiles
+    compile_seconds = time.perf_counter() - start
+    chunk_s, step_s = [], []
+    for evals in range(2, repeats + 2):
+        chunk_s.append(chunks.step())
+        returns = np.concatenate([returns, np.asarray(chunks.metrics["eval_return"])], axis=1)
+        start = time.perf_counter()
+        chunks.runner = jax.block_until_ready(between.after_eval(chunks.runner, evals, returns))
+        step_s.append(time.perf_counter() - start)
+    return {
+        "task": "Pendulum-v1",
+        "agents": agents,
+        "eval_interval": config["EVAL_INTERVAL"],
+        "num_envs": config["NUM_ENVS"],
+        "searched_settings": len(space),
+        "repeats": repeats,
+        "pbt_step_compile_seconds": compile_seconds,
+        "eval_chunk_seconds": {"min": min(chunk_s), "median": statistics.median(chunk_s)},
+        "pbt_step_seconds": {"min": min(step_s), "median": statistics.median(step_s)},
+        "pbt_step_share_of_chunk": {
+            "min": min(step_s) / min(chunk_s),
+            "median": statistics.median(step_s) / statistics.median(chunk_s),
+        },
+        "replaced_per_step": pbt.replaced,
+        "generations_run": len(between.lineage) - 1,
+        "environment": environment(),
+    }
+
+
+# ==================================================================================================
+# FITNESS
+# ==================================================================================================
+def fitness_check(results_dir: pathlib.Path, windows=(1, 2, 4)) -> dict:
+    from scipy import stats
+
+    from plots.results import finite_agents, load_sweep
+
+    arrays = load_sweep(results_dir)["combos"][0]["arrays"]
+    returns = np.asarray(arrays["metric_eval_return"], float)[finite_agents(arrays)]
+    evals = returns.shape[1]
+    final = returns[:, -4:].mean(axis=1)
+    at = {}
+    for t in sorted({evals // 5, evals // 4, evals // 3, evals // 2}):
+        rho = lambda k: float(stats.spearmanr(returns[:, t - k : t].mean(axis=1), final).statistic)  # noqa: E731
+        at[t] = {f"mean_of_last_{k}": rho(k) for k in windows if k <= t}
+    return {
+        "results": str(results_dir.relative_to(ROOT) if results_dir.is_relative_to(ROOT) else results_dir),
+        "agents": len(returns),
+        "evals": evals,
+        "target": "mean of the last 4 eval returns",
+        "spearman_at_eval": at,
+    }
+
+
+# ==================================================================================================
+# STUDY
+# ==================================================================================================
+def sweep_command(out: pathlib.Path, task: str, seed: int, seeds: int, flags: list[str]) -> list[str]:
+    return [sys.executable, str(ROOT / "sweep.py"), "--env", task, "--seed", str(seed), "--seeds", str(seeds),
+            "--out", str(out), "--no-plots", "--quiet", *flags]  # fmt: skip
+
+
+def run(command: list[str]) -> None:
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def best_row(out: pathlib.Path) -> dict:
+    """The top row of a finished sweep's summary.csv (ranked by solved share, then IQM)."""
+    import csv
+
+    with open(out / "summary.csv") as f:
+        return next(csv.DictReader(f))
+
+
+def heldout(out: pathlib.Path) -> dict:
+    """Share solved, mean and worst final return of a held-out sweep's single point."""
+    row = best_row(out)
+    return {"seeds": int(row["seeds"]), "solved": float(row["solved"]), "mean": float(row["mean"]),
+            "worst": float(row["min"]), "iqm": float(row["iqm"])}  # fmt: skip
+
+
+def study(args: argparse.Namespace) -> dict:
+    space = search.parse_space(SPACE)
+    config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])  # what every sweep runs
+    iterations = config["TOTAL_TIMESTEPS"]
+    base = [f"--set={item}" for item in args.set]
+    out = pathlib.Path(args.out)
+    grid = [f"{dim.key}={','.join(f'{v:.6g}' for v in grid_values(dim, args.grid_values))}" for dim in space]
+    sampled = [f for s in SPACE for f in ("--sample", s)] + ["--samples", str(args.samples)]
+    methods = {
+        "grid": (args.grid_values ** len(space), [f for g in grid for f in ("--grid", g)]),
+        "random": (args.samples, sampled),
+        "pbt": (args.samples, [*sampled, "--pbt", "--pbt-every", str(args.pbt_every)]),
+    }
+    result = {"task": args.task, "space": SPACE, "tuning_seed": 0, "heldout_seed": 1, "methods": {}}
+    for name, (points, flags) in methods.items():
+        tuned = out / f"{name}_tuning"
+        run(sweep_command(tuned, args.task, 0, args.tuning_seeds, base + flags))
+        agents = points * args.tuning_seeds
+        if name == "pbt":
+            pick_flags = ["--schedule", str(tuned / "combo_000" / "schedule_best.json")]
+            pick = json.loads((tuned / "combo_000" / "schedule_best.json").read_text())["settings"]
+        else:
+            row = best_row(tuned)
+            pick = {dim.key: float(row[dim.key]) for dim in space}
+            pick_flags = [f"--set={k}={v!r}" for k, v in pick.items()]
+        judged = out / f"{name}_heldout"
+        run(sweep_command(judged, args.task, 1, args.heldout_seeds, base + pick_flags))
+        result["methods"][name] = {
+            "tuning_agents": agents,
+            "tuning_agent_iterations": agents * iterations,
+            "pick": pick,
+            "heldout": heldout(judged),
+        }
+        write(f"search_study_{args.task}", {**result, "environment": environment()})
+    return result
+
+
+def grid_values(dim: search.Dim, count: int) -> list[float]:
+    """`count` points spread over the range, end points included (log-spaced for log ranges)."""
+    if dim.kind == "log":
+        return list(np.geomspace(dim.lo, dim.hi, count))
+    return list(np.linspace(dim.lo, dim.hi, count))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--study", action="store_true")
+    parser.add_argument("--task", default="Pendulum-v1")
+    parser.add_argument("--grid-values", type=int, default=3, help="study: values per searched setting")
+    parser.add_argument("--samples", type=int, default=72, help="study: random points and PBT population")
+    parser.add_argument("--tuning-seeds", type=int, default=1)
+    parser.add_argument("--heldout-seeds", type=int, default=32)
+    parser.add_argument("--pbt-every", type=int, default=4)
+    parser.add_argument("--out", default=str(ROOT / "results" / "search_study"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=V", help="study: a config override of every sweep"
+    )
+    parser.add_argument("--fitness-check", type=pathlib.Path, metavar="RESULTS_DIR")
+    parser.add_argument("--name", default="pendulum", help="fitness check: the result file's suffix")
+    args = parser.parse_args(argv)
+    if args.fitness_check:
+        result = fitness_check(args.fitness_check.resolve())
+        print(json.dumps(result, indent=2))
+        write(f"search_fitness_{args.name}", result)
+        return
+    if args.study:
+        study(args)
+        return
+    result = overhead(args.agents, args.repeats)
+    print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+    write(f"search_overhead_{jax.devices()[0].platform}", result)
+
+
+if __name__ == "__main__":
+    main()
