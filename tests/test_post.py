@@ -92,5 +92,6 @@ def test_optional_results_are_picked_up(tmp_path, monkeypatch):
     }
     (tmp_path / "reference_throughput_cpu.json").write_text(json.dumps(speeds))
     assert "1.50x" in render_post.reference_cpu_text()
-    (tmp_path / "search_pbt_pendulum.json").write_text(json.dumps({"agents": 64, "best_return": -140.5}))
-    assert "agents: 64, best_return: -140.500" in render_post.search_text()
+    assert "not measured yet" in render_post.search_text()
+    (tmp_path / "search_study_Pendulum-v1.json").write_text(json.dumps({"methods": {}}))
+    assert "`bench/results/search_study_Pendulum-v1.json`" in render_post.search_text()
