@@ -192,6 +192,12 @@ def test_ppo_continuous_action_env_handling_runs_on_our_stack(wrappers, env_name
     np.testing.assert_array_equal(np.broadcast_to(action_space.low, (act_size,)), -1.0)
     np.testing.assert_array_equal(np.broadcast_to(action_space.high, (act_size,)), 1.0)
     assert (env_params is not None) == (env_name == "Pendulum-v1")  # gymnax has default_params
+    layer = env  # every wrapper answers the same spaces, down to ClipRescaleAction
+    while isinstance(layer, envs.Wrapper):
+        assert layer.observation_space(env_params).shape == (obs_size,)
+        np.testing.assert_array_equal(layer.action_space(env_params).high, action_space.high)
+        layer = layer._env
+    assert isinstance(layer.action_space(env_params), spaces.Box)  # the base: native bounds
     # ppo_continuous_action.make_train's stack, in its order.
     env = wrappers.LogWrapper(env)
     env = wrappers.ClipAction(env)
