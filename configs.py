@@ -226,7 +226,25 @@ def make_config(env_name: str, **overrides) -> dict:
     for key, value in overrides.items():
         config[key] = check_setting(key, value)
     _validate(config)
+    check_total_env_steps(config)
     return config
+
+
+# TOTAL_TIMESTEPS * NUM_ENVS above this is refused as an env-step count given where iterations are
+# meant (PureJaxRL's TOTAL_TIMESTEPS counts env steps): 2**32, above 16,384 envs x 150,000 iterations.
+MAX_ENV_STEPS = 2**32
+
+
+def check_total_env_steps(config: dict) -> None:
+    """Refuses a run of more than MAX_ENV_STEPS env steps, naming what TOTAL_TIMESTEPS counts."""
+    iterations, num_envs = config["TOTAL_TIMESTEPS"], config["NUM_ENVS"]
+    if iterations * num_envs > MAX_ENV_STEPS:
+        raise ValueError(
+            f"TOTAL_TIMESTEPS={iterations} is not allowed with NUM_ENVS={num_envs}: it counts iterations "
+            f"(one step of all NUM_ENVS envs), so this run would take {iterations * num_envs:.3g} env steps, "
+            f"above the {MAX_ENV_STEPS:.3g} allowed. For a PureJaxRL-style budget of T env steps set "
+            f"TOTAL_TIMESTEPS = T // NUM_ENVS (here {iterations} // {num_envs} = {iterations // num_envs})."
+        )
 
 
 # Keys of PureJaxRL's configs (ppo.py, ppo_continuous_action.py, dqn.py) with no key of the same
