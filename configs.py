@@ -230,20 +230,25 @@ def make_config(env_name: str, **overrides) -> dict:
     return config
 
 
-# TOTAL_TIMESTEPS * NUM_ENVS above this is refused as an env-step count given where iterations are
-# meant (PureJaxRL's TOTAL_TIMESTEPS counts env steps): 2**32, above 16,384 envs x 150,000 iterations.
+# Bounds past which TOTAL_TIMESTEPS is refused as an env-step count given where iterations are
+# meant (PureJaxRL's TOTAL_TIMESTEPS counts env steps, e.g. 5e7): more than 2**32 env steps (above
+# 16,384 envs x 150,000 iterations), or more than 10**7 iterations (67x the longest default, 150,000;
+# it catches a PureJaxRL-sized value at any NUM_ENVS).
 MAX_ENV_STEPS = 2**32
+MAX_ITERATIONS = 10**7
 
 
 def check_total_env_steps(config: dict) -> None:
-    """Refuses a run of more than MAX_ENV_STEPS env steps, naming what TOTAL_TIMESTEPS counts."""
+    """Refuses a run past MAX_ENV_STEPS env steps or MAX_ITERATIONS iterations, naming what
+    TOTAL_TIMESTEPS counts and how to convert an env-step budget."""
     iterations, num_envs = config["TOTAL_TIMESTEPS"], config["NUM_ENVS"]
-    if iterations * num_envs > MAX_ENV_STEPS:
+    if iterations * num_envs > MAX_ENV_STEPS or iterations > MAX_ITERATIONS:
         raise ValueError(
             f"TOTAL_TIMESTEPS={iterations} is not allowed with NUM_ENVS={num_envs}: it counts iterations "
-            f"(one step of all NUM_ENVS envs), so this run would take {iterations * num_envs:.3g} env steps, "
-            f"above the {MAX_ENV_STEPS:.3g} allowed. For a PureJaxRL-style budget of T env steps set "
-            f"TOTAL_TIMESTEPS = T // NUM_ENVS (here {iterations} // {num_envs} = {iterations // num_envs})."
+            f"(one step of all NUM_ENVS envs), so this run would take {iterations * num_envs:.3g} env steps; "
+            f"at most {MAX_ITERATIONS:.3g} iterations and {MAX_ENV_STEPS:.3g} env steps are allowed. For a "
+            f"PureJaxRL-style budget of T env steps set TOTAL_TIMESTEPS = T // NUM_ENVS (here {iterations} "
+            f"// {num_envs} = {iterations // num_envs})."
         )
 
 

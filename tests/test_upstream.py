@@ -247,3 +247,7 @@ def test_make_config_refuses_an_env_step_budget():
     ):
         ft.make_config("Pendulum-v1", NUM_ENVS=2048, BATCH_SIZE=2048, TOTAL_TIMESTEPS=50_000_000)
     ft.make_config("Pendulum-v1", NUM_ENVS=2048, BATCH_SIZE=2048, TOTAL_TIMESTEPS=24_000)
+    # With few envs the env-step bound is far away; the iteration bound still catches it.
+    with pytest.raises(ValueError, match=r"\(here 50000000 // 16 = 3125000\)"):
+        ft.make_config("Pendulum-v1", NUM_ENVS=16, TOTAL_TIMESTEPS=50_000_000)
+    ft.make_config("Pendulum-v1", NUM_ENVS=16, TOTAL_TIMESTEPS=10_000_000, EVAL_INTERVAL=100)
