@@ -693,7 +693,7 @@ def _allgather(values: np.ndarray, what: str) -> np.ndarray:
 
     try:
         return np.asarray(multihost_utils.process_allgather(values))
-    except jax.errors.JaxRuntimeError as error:
+    except (jax.errors.JaxRuntimeError, ValueError) as error:  # gloo raises either, by stage
         raise ProcessLost(
             f"lost contact with another process while {what} ({str(error).splitlines()[0]}): it died "
             "or its host was lost"
