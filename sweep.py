@@ -652,7 +652,10 @@ def _to_host(tree):
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        tree = multihost_utils.process_allgather(tree, tiled=True)
+        try:
+            tree = multihost_utils.process_allgather(tree, tiled=True)
+        except (jax.errors.JaxRuntimeError, ValueError) as error:
+            raise _lost("gathering results", error) from None
     return jax.tree.map(np.asarray, tree)
 
 
@@ -694,10 +697,14 @@ def _allgather(values: np.ndarray, what: str) -> np.ndarray:
     try:
         return np.asarray(multihost_utils.process_allgather(values))
     except (jax.errors.JaxRuntimeError, ValueError) as error:  # gloo raises either, by stage
-        raise ProcessLost(
-            f"lost contact with another process while {what} ({str(error).splitlines()[0]}): it died "
-            "or its host was lost"
-        ) from None
+        raise _lost(what, error) from None
+
+
+def _lost(what: str, error: Exception) -> ProcessLost:
+    return ProcessLost(
+        f"lost contact with another process while {what} ({str(error).splitlines()[0]}): it died or "
+        "its host was lost"
+    )
 
 
 def agreed(what: str, step, advice: str = ""):
