@@ -1,8 +1,9 @@
 """Write time and size of one sweep call's checkpoint, as sweep.py --checkpoint-every writes it,
 beside orbax's StandardCheckpointer on the same state (issue #22: own format or orbax's).
 
-A call of `--agents` fresh agents (init only: the run program is never compiled) is saved
-`--repeats` times each way, to a fresh folder on the results disk:
+A call of `--agents` fresh agents (init only: the run program is never compiled), and the same
+state filled with random values (a full replay buffer), are saved `--repeats` times each way, to
+a fresh folder:
   ours:  checkpoints.save_checkpoint (np.savez, fsync, rename, directory fsync), then the CRC-32
          of the file that the manifest records (checkpoints.checksum), then the manifest.
   orbax: ocp.StandardCheckpointer().save of the same state's leaves (but the zero-size ones, which
@@ -25,6 +26,7 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -54,10 +56,33 @@ def main() -> None:
     hparams = {k: np.full(args.agents, v, np.float32) for k, v in ft.HPARAM_DEFAULTS.items()}
     state = jax.block_until_ready(init(rngs, hparams))
     state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+    result = {
+        "env": args.env,
+        "agents": args.agents,
+        "overrides": parse_overrides(args.set),
+        "repeats": args.repeats,
+        "state_bytes": state_bytes,
+        # A fresh state's replay buffer is zeros, which orbax's compression shrinks to nothing;
+        # "filled" replaces every float leaf with random values, as a full buffer mid-run holds.
+        "fresh": measure(state, args),
+        "filled": measure(jax.tree.map(noise, state), args),
+        "environment": environment(),
+    }
+    print(result)
+    write(f"checkpoint_io_{args.env}_{args.agents}agents", result)
+
+
+def noise(x: jax.Array) -> jax.Array:
+    if not jnp.issubdtype(x.dtype, jnp.floating) or not x.size:
+        return x
+    return jax.random.uniform(jax.random.PRNGKey(x.size), x.shape, x.dtype)
+
+
+def measure(state, args) -> dict:
+    """Median seconds and bytes of `args.repeats` saves of `state`, ours and orbax's."""
     nonempty = [x for x in jax.tree.leaves(state) if x.size]  # orbax refuses zero-size arrays
     metrics = {"eval_return": np.zeros((args.agents, 1), np.float32)}
     meta = {"evals_done": 1, "run_seconds": 0.0}
-
     root = pathlib.Path(tempfile.mkdtemp(prefix="checkpoint_io_", dir=args.dir))
     ours, crc, orbax = [], [], []
     try:
@@ -83,13 +108,7 @@ def main() -> None:
             shutil.rmtree(target)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-    result = {
-        "env": args.env,
-        "agents": args.agents,
-        "overrides": parse_overrides(args.set),
-        "repeats": args.repeats,
-        "state_bytes": state_bytes,
+    return {
         "ours": {
             "bytes": ours_bytes,
             "write_s": statistics.median(ours),
@@ -97,10 +116,7 @@ def main() -> None:
         },
         "orbax": {"bytes": orbax_bytes, "write_s": statistics.median(orbax)},
         "all_seconds": {"ours_write": ours, "ours_crc_and_manifest": crc, "orbax_write": orbax},
-        "environment": environment(),
     }
-    print(result)
-    write(f"checkpoint_io_{args.env}_{args.agents}agents", result)
 
 
 if __name__ == "__main__":
