@@ -1,19 +1,30 @@
 """Checkpoints of a running sweep call, and atomic writes of .npz and JSON files.
 
 A checkpoint holds one device call's complete state, so that a killed sweep resumes the call bit
-for bit. With several processes each writes its own rows of the call:
+for bit. With several processes each writes its own rows of the call, and process 0 commits them:
 
-    combo_XXX/checkpoint_AAAAAA-BBBBBB.npz             the call of agents A..B-1, one process
-    combo_XXX/checkpoint_AAAAAA-BBBBBB_processK.npz    process K's rows of it, several processes
+    combo_XXX/checkpoint_AAAAAA-BBBBBB.npz       the call of agents A..B-1, one process
+    combo_XXX/checkpoint_AAAAAA-BBBBBB_evalEEEEEE_processK.npz
+                                                process K's rows of it at eval E, several processes
         leaf_NNNNN      this process's rows of every leaf of the call's state (`jax.tree.leaves`
                         order; rows past B-A pad the call to its size); the eval counter whole
         metric_<NAME>   [call size, evals done] of every metric, every row of the call
         meta            JSON string: format, evals_done, run_seconds
+    combo_XXX/checkpoint_AAAAAA-BBBBBB.json      several processes: the manifest (process 0's
+                        folder): the eval of the complete checkpoint and each process's part of
+                        it (file name, bytes, CRC-32)
 
-A file is written whole or not at all (a killed write leaves only `<name>.tmp`), and is read
-back whole or refused with a `CorruptFileError` that names it: unreadable, of another format, or
-holding the state of another config. sweep.py writes and resumes from checkpoints; policy.py
-reads one agent out of one. This module imports neither, nor the trainer.
+A multi-process checkpoint counts only once its manifest names it: every process writes its part,
+all agree that every part is on disk, then process 0 writes the manifest, last; only then does
+each process delete its parts of the previous checkpoint. A kill at any point leaves the previous
+complete checkpoint and its manifest in place (the resume point), and parts of a later evaluation
+that are ignored.
+
+A file is written whole or not at all (a killed write leaves only `<name>.tmp`; the directory is
+fsynced after the rename, so the new name survives a power loss too), and is read back whole or
+refused with a `CorruptFileError` that names it: unreadable, of another format, or holding the
+state of another config. sweep.py writes and resumes from checkpoints; policy.py reads one agent
+out of one. This module imports neither, nor the trainer.
 """
 
 from __future__ import annotations
@@ -23,13 +34,20 @@ import os
 import pathlib
 import re
 import shutil
+import signal
+import zlib
 
 import jax
 import numpy as np
 
 # /2: the env state is the wrapper stack's own (envs.EnvState), so /1 files hold another tree.
 FORMAT = "fasttd3x-checkpoint/2"
-NAME = re.compile(r"checkpoint_(\d+)-(\d+)(?:_process(\d+))?\.npz")  # what `checkpoint_path` writes
+MANIFEST_FORMAT = "fasttd3x-checkpoint-manifest/1"
+# What `checkpoint_path` and `part_path` write: (lo, hi, eval, process).
+NAME = re.compile(r"checkpoint_(\d+)-(\d+)(?:_eval(\d+)_process(\d+))?\.npz")
+# Test-only fault injection: "K:E" makes process K kill itself (SIGKILL) right after writing its
+# part of the checkpoint at eval E, before the processes agree that every part is written.
+KILL_AFTER_PART = "FASTTD3X_TEST_KILL_AFTER_PART"
 
 
 class CorruptFileError(ValueError):
@@ -44,6 +62,20 @@ def partial_path(path: pathlib.Path) -> pathlib.Path:
     return path.with_name(path.name + ".tmp")
 
 
+def fsync_dir(folder: pathlib.Path) -> None:
+    """Makes the names in `folder` (a rename, a new file) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: pathlib.Path, path: pathlib.Path) -> None:
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 def write_npz(path: pathlib.Path, arrays: dict) -> None:
     """Atomic: a reader (or a resumed sweep) sees the whole file or none of it."""
     tmp = partial_path(path)
@@ -51,30 +83,135 @@ def write_npz(path: pathlib.Path, arrays: dict) -> None:
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _commit(tmp, path)
 
 
 def write_json(path: pathlib.Path, data) -> None:
     """Atomic, like `write_npz`; floats that JSON lacks (NumPy scalars) are written as floats."""
     tmp = partial_path(path)
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=2, default=float) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    _commit(tmp, path)
+
+
+def remove_partial_writes(folder: pathlib.Path, process: int) -> list[str]:
+    """Deletes what killed writes left in `folder` (`*.tmp`, a second Ctrl-C's too): process 0
+    every one but other processes' checkpoint parts, another process its own parts only (a
+    shared folder is cleaned once, and no process deletes a file another is writing). Returns
+    the names deleted."""
+    removed = []
+    for tmp in sorted(folder.glob("*.tmp")) if folder.exists() else []:
+        call = _fields(tmp.with_suffix(""))
+        owner = call[3] if call is not None and call[2] is not None else 0
+        if owner == process:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return removed
+
+
+def checksum(path: pathlib.Path) -> tuple[int, int]:
+    """(bytes, CRC-32) of a file, read in blocks: what a manifest records of each part."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            crc = zlib.crc32(block, crc)
+    return path.stat().st_size, crc
 
 
 # ==================================================================================================
 # CHECKPOINTS
 # ==================================================================================================
 def checkpoint_path(folder: pathlib.Path, lo: int, hi: int) -> pathlib.Path:
-    """This process's checkpoint of the call of agents lo..hi-1."""
-    part = f"_process{jax.process_index()}" if jax.process_count() > 1 else ""
-    return folder / f"checkpoint_{lo:06d}-{hi:06d}{part}.npz"
+    """The checkpoint of the call of agents lo..hi-1 written by a single process."""
+    return folder / f"checkpoint_{lo:06d}-{hi:06d}.npz"
+
+
+def part_path(folder: pathlib.Path, lo: int, hi: int, evals: int, process: int) -> pathlib.Path:
+    """Process `process`'s part of the checkpoint at eval `evals` of the call of agents lo..hi-1."""
+    return folder / f"checkpoint_{lo:06d}-{hi:06d}_eval{evals:06d}_process{process}.npz"
+
+
+def manifest_path(folder: pathlib.Path, lo: int, hi: int) -> pathlib.Path:
+    """The manifest of the call's complete multi-process checkpoint (process 0's folder)."""
+    return folder / f"checkpoint_{lo:06d}-{hi:06d}.json"
+
+
+def _fields(path: pathlib.Path) -> tuple[int, int, int | None, int] | None:
+    """(lo, hi, eval, process) of a checkpoint's file name (eval None and process 0 for a single
+    process's file); None for a file that is not named as a checkpoint."""
+    match = NAME.fullmatch(path.name)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2]), None if match[3] is None else int(match[3]), int(match[4] or 0)
 
 
 def parse_checkpoint_name(path: pathlib.Path) -> tuple[int, int, int] | None:
     """(lo, hi, process) of a checkpoint's file name (process 0 for a single process's file);
     None for a file that is not named as a checkpoint."""
-    match = NAME.fullmatch(path.name)
-    return None if match is None else (int(match[1]), int(match[2]), int(match[3] or 0))
+    fields = _fields(path)
+    return None if fields is None else (fields[0], fields[1], fields[3])
+
+
+def kill_if_asked(process: int, evals: int) -> None:
+    """Test-only fault injection (`KILL_AFTER_PART`): dies here as a lost host would, at once."""
+    if os.environ.get(KILL_AFTER_PART) == f"{process}:{evals}":
+        print(f"{KILL_AFTER_PART}: process {process} killed after its part at eval {evals}", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_manifest(path: pathlib.Path, evals: int, parts: list[dict]) -> None:
+    """Commits a multi-process checkpoint: `parts[k]` is process k's part (name, bytes, crc32)."""
+    write_json(path, {"format": MANIFEST_FORMAT, "evals_done": evals, "parts": parts})
+
+
+def read_manifest(path: pathlib.Path) -> dict:
+    """A manifest written by `write_manifest`; an unreadable one is refused, named."""
+    try:
+        manifest = json.loads(path.read_text())
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+        manifest["evals_done"], manifest["parts"]  # noqa: B018  (both present, or refused)
+    except Exception as error:
+        raise CorruptFileError(
+            f"checkpoint manifest {path} is unreadable ({type(error).__name__}: {error}). Delete the "
+            f"call's checkpoint files ({path.stem}*) on every host to train its agents from the "
+            "start, then rerun the same command."
+        ) from None
+    return manifest
+
+
+def check_part(path: pathlib.Path, part: dict) -> str | None:
+    """Why `path` is not the part a manifest names (`part`: name, bytes, crc32); None if it is."""
+    if not path.exists():
+        return f"its part {path.name} is missing"
+    size, crc = checksum(path)
+    if size != part["bytes"]:
+        return f"its part {path.name} has {size} bytes, the manifest says {part['bytes']}"
+    if crc != part["crc32"]:
+        return f"its part {path.name} has CRC-32 {crc:08x}, the manifest says {part['crc32']:08x}"
+    return None
+
+
+def remove_checkpoints(folder: pathlib.Path, process: int, finished) -> list[str]:
+    """Deletes `process`'s checkpoint files in `folder` of the calls (lo, hi) that `finished(lo,
+    hi)` says are done: its parts, and if process 0 the manifests and single-process files.
+    Returns the names deleted."""
+    removed = []
+    for path in sorted(folder.glob("checkpoint_*")) if folder.exists() else []:
+        call = _fields(path.with_suffix(".npz"))  # a manifest is named as the call's .npz
+        if call is not None and call[3] == process and finished(call[0], call[1]):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def remove_old_parts(folder: pathlib.Path, lo: int, hi: int, process: int, keep_evals: int) -> None:
+    """Deletes `process`'s parts of the call's checkpoints at other evals than `keep_evals`."""
+    for path in folder.glob(f"checkpoint_{lo:06d}-{hi:06d}_eval*_process{process}.npz"):
+        if _fields(path)[2] != keep_evals:
+            path.unlink(missing_ok=True)
 
 
 def local_state_rows(state) -> list[np.ndarray]:

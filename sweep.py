@@ -430,7 +430,10 @@ def init_distributed(args: argparse.Namespace) -> None:
         # CPU processes exchange arrays over gloo; GPU and TPU backends ignore this setting.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id
+        coordinator_address=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
     )
 
 
@@ -609,9 +612,7 @@ class StopRequest:
         """Whether any process was asked to stop (all processes must stop at the same call)."""
         asked = np.array([self.signal_name is not None], np.int32)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            asked = multihost_utils.process_allgather(asked)
+            asked = _allgather(asked, "agreeing whether to stop")
         return bool(np.max(asked))
 
 
@@ -717,7 +718,10 @@ def _to_host(tree):
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        tree = multihost_utils.process_allgather(tree, tiled=True)
+        try:
+            tree = multihost_utils.process_allgather(tree, tiled=True)
+        except (jax.errors.JaxRuntimeError, ValueError) as error:
+            raise _lost("gathering results", error) from None
     return jax.tree.map(np.asarray, tree)
 
 
@@ -738,46 +742,113 @@ def _environment() -> dict:
 # ==================================================================================================
 # What a process reads from disk or measures can differ from another's (hosts need not share the
 # results folder), so every decision that shapes the programs or the collectives is taken once,
-# the same on every process.
-def _process_0_view(values: np.ndarray) -> np.ndarray:
-    """Process 0's copy of an int32 array that every process holds in the same shape: what it
-    reads from the results folder, which other hosts may not share."""
-    if jax.process_count() == 1:
-        return values
+# the same on every process. A step that can fail on one process only (a file it reads, its disk,
+# its device memory) runs inside `agreed`, whose all-gather every process reaches, failed or not:
+# all processes stop together, with the same message, instead of the others waiting forever in
+# the next collective. A process that dies outright is the distributed runtime's to notice: a
+# peer's closed connection fails the next all-gather at once (`ProcessLost`), and a process silent
+# for HEARTBEAT_TIMEOUT_S (a lost host) ends every other one.
+HEARTBEAT_TIMEOUT_S = 60
+CAUSE_BYTES = 2048  # of each process's error message, shared by `agreed`
+
+
+class ProcessLost(RuntimeError):
+    """A collective failed: another process died, or its host was lost."""
+
+
+def _allgather(values: np.ndarray, what: str) -> np.ndarray:
+    """[processes, ...]: `values` (int32 or uint8, the same shape everywhere) of every process."""
     from jax.experimental import multihost_utils
 
-    return np.asarray(multihost_utils.broadcast_one_to_all(values))
+    try:
+        return np.asarray(multihost_utils.process_allgather(values))
+    except (jax.errors.JaxRuntimeError, ValueError) as error:  # gloo raises either, by stage
+        raise _lost(what, error) from None
+
+
+def _lost(what: str, error: Exception) -> ProcessLost:
+    return ProcessLost(
+        f"lost contact with another process while {what} ({str(error).splitlines()[0]}): it died or "
+        "its host was lost"
+    )
+
+
+def agreed(what: str, step, advice: str = ""):
+    """`step()`'s result on this process, once every process has run its own `step()`. If it
+    failed on any process, every process raises the same ValueError: `what`, each failed
+    process and its error, then `advice`. A single process raises its own error unchanged."""
+    if jax.process_count() == 1:
+        return step()
+    result, cause = None, ""
+    try:
+        result = step()
+    except Exception as error:  # shared, never swallowed: every process raises it below
+        if not isinstance(error, (ValueError, MemoryError, OSError)):
+            traceback.print_exc()  # a bug: its traceback, here
+        cause = str(error) or type(error).__name__
+    encoded = np.frombuffer(cause.encode()[:CAUSE_BYTES], np.uint8)
+    buffer = np.zeros(CAUSE_BYTES, np.uint8)
+    buffer[: len(encoded)] = encoded
+    causes = [bytes(row).rstrip(b"\0").decode(errors="replace") for row in _allgather(buffer, what)]
+    failed = [f"process {k} of {len(causes)}: {c}" for k, c in enumerate(causes) if c]
+    if not failed:
+        return result
+    if len(failed) == len(causes) and len(set(causes)) == 1 and not advice:
+        raise ValueError(causes[0])  # the same on every process (a bad flag): as one process says it
+    raise ValueError(f"{what} failed on {'; '.join(failed)}" + (f". {advice}" if advice else ""))
+
+
+def _process_0_view(values: np.ndarray, what: str) -> np.ndarray:
+    """Process 0's copy of an int32 array that every process holds in the same shape: what it
+    reads from the results folder, which other hosts may not share."""
+    return values if jax.process_count() == 1 else _allgather(values, what)[0]
+
+
+def _process_0_int64(values: list[int], what: str) -> np.ndarray:
+    """Process 0's copy of int64 `values` (sizes and checksums that int32 cannot hold)."""
+    return _process_0_view(np.array(values, np.int64).view(np.int32), what).view(np.int64)
 
 
 def _least_free_memory(free: int) -> int:
     """The smallest free memory of any process, so that every process picks the same chunk."""
     if jax.process_count() == 1:
         return free
-    from jax.experimental import multihost_utils
-
-    mib = multihost_utils.process_allgather(np.int32(min(free >> 20, 2**31 - 1)))
+    mib = _allgather(np.array([min(free >> 20, 2**31 - 1)], np.int32), "measuring free memory")
     return int(np.min(mib)) << 20
 
 
 def agreed_finished_agents(folder: pathlib.Path, total: int) -> set[int]:
     """The agents of a combination (of `total`) whose results process 0 finds in `folder`."""
-    finished = np.isin(np.arange(total), list(finished_agents(folder))).astype(np.int32)
-    return set(np.flatnonzero(_process_0_view(finished)).tolist())
+
+    def read() -> np.ndarray:
+        finished = finished_agents(folder) if jax.process_index() == 0 else set()
+        return np.isin(np.arange(total), list(finished)).astype(np.int32)
+
+    what = f"reading the results in {folder}"
+    return set(np.flatnonzero(_process_0_view(agreed(what, read), what)).tolist())
 
 
 def agreed_call_size(requested: int | None, calls_file: pathlib.Path) -> int | None:
-    """Agents per call asked for: `requested` (--chunk), else the size the combination started
-    with, as process 0 reads it from calls.json; None to size calls by free memory. A resumed
-    sweep keeps its call size: vmapped batches of another size round differently, and rounding
-    differences grow over a long run."""
-    if requested is None and calls_file.exists():
-        requested = json.loads(calls_file.read_text())["agents_per_call"]
-    return int(_process_0_view(np.array([requested or 0], np.int32))[0]) or None
+    """Agents per call: the size the combination started with, as process 0 reads it from
+    calls.json, else `requested` (--chunk); None to size calls by free memory. A resumed sweep
+    keeps its call size (vmapped batches of another size round differently, and rounding
+    differences grow over a long run), so a --chunk that differs from calls.json is refused."""
 
+    def read() -> int:
+        if jax.process_index() != 0 or not calls_file.exists():
+            return 0
+        return json.loads(calls_file.read_text())["agents_per_call"]
 
-def agreed_resumes(paths: list[pathlib.Path]) -> np.ndarray:
-    """Whether each call resumes from its checkpoint: whether process 0 has the file."""
-    return _process_0_view(np.array([path.exists() for path in paths], np.int32)).astype(bool)
+    what = f"reading {calls_file}"
+    stored = int(_process_0_view(np.array([agreed(what, read)], np.int32), what)[0])
+    if requested is not None and stored and requested != stored:
+        raise ValueError(
+            f"--chunk {requested}: this combination started with {stored} agents per call "
+            f"({calls_file}), and a resumed sweep keeps its call size so that it trains as an "
+            f"uninterrupted one. Drop --chunk (or pass --chunk {stored}) to resume, or choose a new "
+            f"--out to start over with {requested} agents per call."
+        )
+    return stored or requested
 
 
 # ==================================================================================================
@@ -916,8 +987,11 @@ def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int]) -> 
             f"--pbt: the population of {total} agents must run in one call, but {chunk} agents per call "
             "fit (or --chunk asks for that many); use fewer --samples or --seeds, or smaller agents"
         )
-    if jax.process_index() == 0:
-        checkpoints.write_json(calls_file, {"agents_per_call": chunk, "devices": len(devices)})
+    calls_json = {"agents_per_call": chunk, "devices": len(devices)}
+    agreed(
+        f"writing {calls_file}",
+        lambda: jax.process_index() == 0 and checkpoints.write_json(calls_file, calls_json),
+    )
     parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in memory.items())
     print(
         f"{combo.label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
@@ -938,21 +1012,100 @@ def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int]) -> 
 
 def compile_calls(
     args: argparse.Namespace, combo: Combination, mesh: jax.sharding.Mesh, calls: list[Call]
-) -> tuple[CallPrograms, np.ndarray]:
-    """(the combination's programs, compiled; whether each call resumes from its checkpoint).
-    With --checkpoint-every, first refuses a disk without room for two checkpoints."""
+) -> tuple[CallPrograms, list[pathlib.Path | None]]:
+    """(the combination's programs, compiled; the checkpoint file each call resumes from, on this
+    process, or None). With --checkpoint-every, first refuses a disk (any process's) without room
+    for two checkpoints."""
     chunk = len(calls[0].rows)
     printer = None if args.quiet else ft.ProgressPrinter(combo.config)
     WATCHDOG.doing(f"tracing and compiling {combo.label}")
     programs = CallPrograms(combo.config, mesh, chunk, *_reporters(printer))
     if args.checkpoint_every:
-        checkpoints.check_disk(combo.folder, programs.state_bytes(), chunk)
-    for call in calls:
-        checkpoints.partial_path(call.checkpoint).unlink(missing_ok=True)  # a killed write
-    resumes = agreed_resumes([call.checkpoint for call in calls])
-    programs.compile(with_init=not resumes.all())
+        processes = jax.process_count()
+
+        def check_disk():
+            combo.folder.mkdir(parents=True, exist_ok=True)  # each process writes its own parts
+            checkpoints.check_disk(combo.folder, programs.state_bytes() // processes, chunk // processes)
+
+        agreed(f"checking the disk of {combo.folder}", check_disk)
+    resumes = [agreed_resume_point(combo, call) for call in calls]
+    programs.compile(with_init=None in resumes)
     print(f"{combo.label}: compiled in {programs.compile_seconds:.1f} s", flush=True)
     return programs, resumes
+
+
+def agreed_resume_point(combo: Combination, call: Call) -> pathlib.Path | None:
+    """The checkpoint file this process resumes `call` from, or None to start it anew. A single
+    process resumes from its file if there is one. Several resume from the checkpoint process 0's
+    manifest names, once every process has found its part of it whole (bytes and CRC-32 as the
+    manifest says); a missing or damaged part stops every process with the same message. Parts
+    no manifest names (a kill before the manifest was written) are ignored."""
+    if jax.process_count() == 1:
+        return call.checkpoint if call.checkpoint.exists() else None
+    manifest = checkpoints.manifest_path(combo.folder, call.lo, call.hi)
+    processes, process = jax.process_count(), jax.process_index()
+
+    def read() -> list[int]:  # evals, then the bytes and CRC-32 of each process's part
+        if process != 0 or not manifest.exists():
+            return [0] * (1 + 2 * processes)
+        written = checkpoints.read_manifest(manifest)
+        if len(written["parts"]) != processes:
+            raise checkpoints.CorruptFileError(
+                f"checkpoint manifest {manifest} names {len(written['parts'])} parts, one per process "
+                f"of the sweep that wrote it, and this sweep runs {processes} processes. Resume with "
+                f"{len(written['parts'])} processes, or delete the call's checkpoint files "
+                f"({manifest.stem}*) on every host to train its agents from the start"
+            )
+        return [written["evals_done"], *(v for p in written["parts"] for v in (p["bytes"], p["crc32"]))]
+
+    what = f"reading the checkpoint manifest of {call.name}"
+    row = _process_0_int64(agreed(what, read), what)
+    evals = int(row[0])
+    if not evals:
+        return None
+    part = checkpoints.part_path(combo.folder, call.lo, call.hi, evals, process)
+
+    def check() -> None:
+        expected = {"bytes": int(row[1 + 2 * process]), "crc32": int(row[2 + 2 * process])}
+        cause = checkpoints.check_part(part, expected)
+        if cause:
+            raise checkpoints.CorruptFileError(cause)
+
+    agreed(
+        f"resuming {call.name} from their checkpoint at eval {evals} ({manifest.name})",
+        check,
+        advice="Every process needs its part of the checkpoint its manifest names: restore the part, "
+        f"or delete the call's checkpoint files ({manifest.stem}*) on every host to train its agents "
+        "from the start, then rerun the same command",
+    )
+    return part
+
+
+def save_call_checkpoint(combo: Combination, call: Call, state, metrics: dict, meta: dict) -> None:
+    """The running call's checkpoint at eval `meta["evals_done"]`: one file from a single
+    process. With several, each process writes its part; once all have, process 0 writes the
+    manifest that commits them; then each process deletes its parts of the previous checkpoint
+    (see checkpoints.py)."""
+    if jax.process_count() == 1:
+        checkpoints.save_checkpoint(call.checkpoint, state, metrics, meta)
+        return
+    evals, process, folder = meta["evals_done"], jax.process_index(), combo.folder
+    names = [
+        checkpoints.part_path(folder, call.lo, call.hi, evals, k).name for k in range(jax.process_count())
+    ]
+
+    def write_part() -> np.ndarray:
+        part = folder / names[process]
+        checkpoints.save_checkpoint(part, state, metrics, meta)
+        checkpoints.kill_if_asked(process, evals)
+        return np.array(checkpoints.checksum(part), np.int64)
+
+    what = f"writing the checkpoint of {call.name} at eval {evals}"
+    written = _allgather(agreed(what, write_part).view(np.int32), what).view(np.int64)
+    parts = [{"name": n, "bytes": int(b), "crc32": int(c)} for n, (b, c) in zip(names, written)]
+    manifest = checkpoints.manifest_path(folder, call.lo, call.hi)
+    agreed(what, lambda: process == 0 and checkpoints.write_manifest(manifest, evals, parts))
+    checkpoints.remove_old_parts(folder, call.lo, call.hi, process, keep_evals=evals)
 
 
 class CallOutcome(NamedTuple):
@@ -966,7 +1119,11 @@ class CallOutcome(NamedTuple):
 
 
 def run_call(
-    args: argparse.Namespace, combo: Combination, programs: CallPrograms, call: Call, resumed: bool
+    args: argparse.Namespace,
+    combo: Combination,
+    programs: CallPrograms,
+    call: Call,
+    resume_from: pathlib.Path | None,
 ) -> CallOutcome:
     """Trains a call's agents one evaluation at a time, from the start or from its checkpoint.
     Saves a checkpoint every --checkpoint-every evaluations, and when asked to stop (then raises
@@ -976,17 +1133,21 @@ def run_call(
     t0 = time.perf_counter()
     resumed_at, run_before = None, 0.0
     between = search.Search(args.seed, programs.state_sharding, combo.plan)
-    if resumed:
-        leaves, saved, meta = checkpoints.load_checkpoint(call.checkpoint)
+    if resume_from is not None:
+
+        def load():
+            leaves, saved, meta = checkpoints.load_checkpoint(resume_from)
+            try:
+                return programs.place_state(leaves), saved, meta
+            except checkpoints.CorruptFileError as error:
+                raise checkpoints.CorruptFileError(
+                    f"checkpoint {resume_from} does not fit this sweep ({error}). Delete it to train "
+                    "its agents from the start."
+                ) from None
+
+        state, saved, meta = agreed(f"reading the checkpoint of {call.name}", load)
         between.restore(meta)
         evals, resumed_at, run_before = meta["evals_done"], meta["evals_done"], meta["run_seconds"]
-        try:
-            state = programs.place_state(leaves)
-        except checkpoints.CorruptFileError as error:
-            raise checkpoints.CorruptFileError(
-                f"checkpoint {call.checkpoint} does not fit this sweep ({error}). Delete it to train "
-                "its agents from the start."
-            ) from None
         history = [saved]
         print(f"{combo.label}: {call.name} resume from their checkpoint at eval {evals}/{num_evals}")
     else:
@@ -996,8 +1157,10 @@ def run_call(
         history, evals = [], 0
     while evals < num_evals:
         WATCHDOG.doing(f"running {call.name}, eval {evals + 1}/{num_evals}")
-        state, metrics = programs.run(state)
-        history.append(_to_host(_wait(metrics)))
+        state, metrics = agreed(
+            f"running {call.name}, eval {evals + 1}", functools.partial(_evaluate, programs, state)
+        )
+        history.append(_to_host(metrics))
         evals += 1
         run_s = run_before + time.perf_counter() - t0
         if evals == num_evals:
@@ -1008,18 +1171,24 @@ def run_call(
         if stop or (args.checkpoint_every and evals % args.checkpoint_every == 0):
             history = [_concat_metrics(history)]
             meta = {"evals_done": evals, "run_seconds": run_s, **between.checkpoint_meta()}
-            checkpoints.save_checkpoint(call.checkpoint, state, history[0], meta)
+            save_call_checkpoint(combo, call, state, history[0], meta)
         if stop:
             raise Interrupted(f"stopped at eval {evals}/{num_evals} of {call.name}, checkpoint saved")
     return CallOutcome(state, _concat_metrics(history), between.results(call.hi - call.lo), run_s, resumed_at)
+
+
+def _evaluate(programs: CallPrograms, state):
+    """One more evaluation, computed (a device error, out of memory say, is raised here)."""
+    state, metrics = programs.run(state)
+    return state, jax.block_until_ready(_wait(metrics))
 
 
 def write_call_results(
     args: argparse.Namespace, combo: Combination, call: Call, outcome: CallOutcome, compile_seconds: float
 ) -> list[int]:
     """Writes a finished call's results file (process 0; the format is in this module's
-    docstring), then removes its checkpoint (each process its own). Returns the agents with
-    non-finite losses or returns."""
+    docstring), then, once it is written, removes its checkpoint (each process its own files).
+    Returns the agents with non-finite losses or returns."""
     WATCHDOG.doing(f"writing the results of {call.name}")
     agents = np.arange(call.lo, call.hi)
     n = len(agents)
@@ -1049,9 +1218,10 @@ def write_call_results(
         ts = outcome.state.train_state
         policies = _to_host({"actor_params": ts.actor_params, "obs_norm": ts.obs_norm._asdict()})
         arrays.update(_flatten(jax.tree.map(lambda x: x[:n], policies), "policy_"))
-    if jax.process_index() == 0:
-        checkpoints.write_npz(combo.folder / f"agents_{call.lo:06d}-{call.hi:06d}.npz", arrays)
-    call.checkpoint.unlink(missing_ok=True)  # its results are on disk now
+    results = combo.folder / f"agents_{call.lo:06d}-{call.hi:06d}.npz"
+    agreed(f"writing {results}", lambda: jax.process_index() == 0 and checkpoints.write_npz(results, arrays))
+    this_call = lambda lo, hi: (lo, hi) == (call.lo, call.hi)  # noqa: E731
+    checkpoints.remove_checkpoints(combo.folder, jax.process_index(), this_call)  # its results are on disk
     return flagged
 
 
@@ -1060,17 +1230,30 @@ def run_combination(
 ) -> None:
     """Trains and writes a combination's unfinished agents, call by call; `started` is when the
     sweep started, for the elapsed time."""
-    if jax.process_index() == 0:
-        combo.folder.mkdir(exist_ok=True)
-        checkpoints.write_json(combo.folder / "config.json", combo.config)
+    process = jax.process_index()
+
+    def write_config():
+        if process == 0:
+            combo.folder.mkdir(exist_ok=True)
+            checkpoints.write_json(combo.folder / "config.json", combo.config)
+
+    agreed(f"writing {combo.folder / 'config.json'}", write_config)
     done = agreed_finished_agents(combo.folder, combo.num_agents)
+    # What a kill left: partial writes, and checkpoints of calls whose results were written.
+    finished = lambda lo, hi: done.issuperset(range(lo, hi))  # noqa: E731
+    removed = checkpoints.remove_partial_writes(combo.folder, process)
+    removed += checkpoints.remove_checkpoints(combo.folder, process, finished)
+    if removed:
+        print(
+            f"{combo.label}: removed {', '.join(removed)} (partial writes, or checkpoints of finished calls)"
+        )
     if len(done) == combo.num_agents:
         print(f"{combo.label}: all {combo.num_agents} agents already finished, skipped")
         return
     calls = plan_calls(args, combo, done)
     programs, resumes = compile_calls(args, combo, mesh, calls)
-    for k, (call, resumed) in enumerate(zip(calls, resumes)):
-        outcome = run_call(args, combo, programs, call, resumed)
+    for k, (call, resume_from) in enumerate(zip(calls, resumes)):
+        outcome = run_call(args, combo, programs, call, resume_from)
         flagged = write_call_results(args, combo, call, outcome, programs.compile_seconds)
         remaining = sum(later.hi - later.lo for later in calls[k + 1 :])
         eta = outcome.run_seconds / (call.hi - call.lo) * remaining
@@ -1095,10 +1278,15 @@ def run_sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None = None) -> 
 
 
 def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Path:
-    sweep = plan_sweep(args)
-    if jax.process_index() == 0:  # the other processes compute and write nothing
-        sweep.out.mkdir(parents=True, exist_ok=True)
-        checkpoints.write_json(sweep.out / "sweep.json", sweep.spec)
+    sweep = agreed("planning the sweep", functools.partial(plan_sweep, args))
+
+    def write_spec():
+        if jax.process_index() == 0:  # the other processes compute and write nothing
+            sweep.out.mkdir(parents=True, exist_ok=True)
+            checkpoints.remove_partial_writes(sweep.out, 0)
+            checkpoints.write_json(sweep.out / "sweep.json", sweep.spec)
+
+    agreed(f"writing {sweep.out / 'sweep.json'}", write_spec)
     devices = jax.devices()
     mesh = jax.sharding.Mesh(np.array(devices), ("agents",))
     num_combos = len(sweep.combinations)
@@ -1110,6 +1298,13 @@ def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Pa
     )
     if cpu_layout and devices[0].platform == "cpu":
         print(f"  {cpu_layout.report(jax.local_device_count())}")
+    if jax.process_count() > 1:
+        print(
+            f"  if a process dies, the others end within {HEARTBEAT_TIMEOUT_S} s (at once if its "
+            "host closes its connections); then start every process again with the same command to "
+            "resume",
+            flush=True,
+        )
     started = time.perf_counter()
     for combo in sweep.combinations:
         if combo.index > 0 and STOP.requested():
@@ -1255,6 +1450,9 @@ def main(argv=None) -> None:
         out = run_sweep(args, layout)
     except (ValueError, MemoryError) as error:
         sys.exit(f"sweep.py: error: {error}")
+    except ProcessLost as lost:
+        print(f"sweep.py: error: {lost}; every process stops. {resume} (in every process)", flush=True)
+        os._exit(1)  # not through jax.distributed's shutdown barrier, which would wait for the lost one
     except Interrupted as stop:
         print(f"{STOP.signal_name}: {stop}; every finished agent is written; {resume}", flush=True)
         sys.exit(143 if STOP.signal_name == "SIGTERM" else 130)

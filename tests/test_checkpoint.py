@@ -275,3 +275,31 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     (out / "combo_000" / "config.json").write_text(json.dumps(ft.make_config("Pendulum-v1", **SMALL)))
     with pytest.raises(ValueError, match="holds 1 state arrays"):
         pol.load_checkpoint_policy(other, agent=0)
+
+
+def test_resume_keeps_the_call_size_of_calls_json(tmp_path):
+    """An explicit --chunk that differs from the one the sweep started with is refused, named."""
+    (tmp_path / "combo_000").mkdir(parents=True)
+    (tmp_path / "combo_000" / "calls.json").write_text('{"agents_per_call": 1, "devices": 1}')
+    with pytest.raises(SystemExit) as stop:
+        sweep.main([*SWEEP, "--out", str(tmp_path)])  # --chunk 2
+    message = str(stop.value.code)
+    assert "--chunk 2: this combination started with 1 agents per call" in message, message
+    assert "Drop --chunk (or pass --chunk 1)" in message
+
+
+def test_leftovers_of_a_kill_are_removed_on_resume(tmp_path, capsys):
+    """A kill after a call's results were written but before its checkpoint was deleted, and a
+    second Ctrl-C during a results write: the resumed sweep removes both, trusting the results."""
+    folder = tmp_path / "combo_000"
+    folder.mkdir(parents=True)
+    results = {"agent": np.arange(2), **{f"metric_{name}": np.zeros((2, 1)) for name in sweep.METRICS}}
+    checkpoints.write_npz(folder / "agents_000000-000002.npz", results)
+    stale = checkpoints.checkpoint_path(folder, 0, 2)
+    checkpoints.save_checkpoint(stale, {"leaf": jnp.zeros((2, 3))}, {}, {"evals_done": 3, "run_seconds": 0.0})
+    (folder / "agents_000000-000002.npz.tmp").write_bytes(b"half a file")
+    sweep.run_sweep(sweep.parse_args([*SWEEP, "--out", str(tmp_path), "--checkpoint-every", "3"]))
+    out = capsys.readouterr().out
+    assert "removed agents_000000-000002.npz.tmp, checkpoint_000000-000002.npz" in out, out
+    assert "all 2 agents already finished, skipped" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["agents_000000-000002.npz", "config.json"]

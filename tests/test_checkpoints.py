@@ -132,7 +132,70 @@ def test_checkpoint_names(tmp_path):
     path = checkpoints.checkpoint_path(tmp_path, 4, 12)
     assert path == tmp_path / "checkpoint_000004-000012.npz"  # one process: no process part
     assert checkpoints.parse_checkpoint_name(path) == (4, 12, 0)
-    assert checkpoints.parse_checkpoint_name(tmp_path / "checkpoint_000004-000012_process3.npz") == (4, 12, 3)
-    for other in ("agents_000004-000012.npz", "checkpoint_000004-000012.npz.tmp"):
+    part = checkpoints.part_path(tmp_path, 4, 12, evals=7, process=3)
+    assert part == tmp_path / "checkpoint_000004-000012_eval000007_process3.npz"
+    assert checkpoints.parse_checkpoint_name(part) == (4, 12, 3)
+    assert checkpoints.manifest_path(tmp_path, 4, 12) == tmp_path / "checkpoint_000004-000012.json"
+    for other in (
+        "agents_000004-000012.npz",
+        "checkpoint_000004-000012.npz.tmp",
+        "checkpoint_000004-000012.json",
+    ):
         assert checkpoints.parse_checkpoint_name(tmp_path / other) is None
     assert checkpoints.partial_path(path) == tmp_path / "checkpoint_000004-000012.npz.tmp"
+
+
+def test_manifest_and_the_parts_it_names(tmp_path):
+    """A manifest reads back as written; a part is accepted only with its bytes and CRC-32."""
+    part = checkpoints.part_path(tmp_path, 0, 4, evals=2, process=1)
+    _save(part)
+    size, crc = checkpoints.checksum(part)
+    assert size == part.stat().st_size
+    entry = {"name": part.name, "bytes": size, "crc32": crc}
+    manifest = checkpoints.manifest_path(tmp_path, 0, 4)
+    checkpoints.write_manifest(manifest, 2, [entry, entry])
+    assert checkpoints.read_manifest(manifest)["evals_done"] == 2
+    assert checkpoints.read_manifest(manifest)["parts"] == [entry, entry]
+    assert checkpoints.check_part(part, entry) is None
+
+    assert checkpoints.check_part(tmp_path / "gone.npz", entry) == "its part gone.npz is missing"
+    assert f"has {size} bytes, the manifest says {size + 1}" in checkpoints.check_part(
+        part, {**entry, "bytes": size + 1}
+    )
+    damaged = bytearray(part.read_bytes())
+    damaged[100] ^= 0xFF  # one flipped byte, same size
+    part.write_bytes(bytes(damaged))
+    assert "CRC-32" in checkpoints.check_part(part, entry)
+
+    manifest.write_text('{"format": "something else"}')
+    with pytest.raises(checkpoints.CorruptFileError, match=re.escape(f"manifest {manifest} is unreadable")):
+        checkpoints.read_manifest(manifest)
+
+
+def test_cleaning_up_after_a_kill(tmp_path):
+    """Partial writes go, each process's its own; a finished call's checkpoint files go (each
+    process its parts, process 0 the manifest); a call's older parts go once a newer is kept."""
+    names = [
+        "agents_000000-000002.npz.tmp",
+        "config.json.tmp",
+        "checkpoint_000002-000004_eval000003_process0.npz.tmp",
+        "checkpoint_000002-000004_eval000003_process1.npz.tmp",
+        "checkpoint_000000-000002.json",
+        "checkpoint_000000-000002_eval000001_process0.npz",
+        "checkpoint_000000-000002_eval000001_process1.npz",
+        "checkpoint_000002-000004.json",
+        "checkpoint_000002-000004_eval000001_process1.npz",
+        "checkpoint_000002-000004_eval000002_process1.npz",
+        "checkpoint_000004-000006.npz",
+        "agents_000000-000002.npz",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert checkpoints.remove_partial_writes(tmp_path, 1) == [names[3]]
+    assert checkpoints.remove_partial_writes(tmp_path, 0) == sorted(names[:3])
+    finished = lambda lo, hi: hi <= 2  # noqa: E731  (agents 0 and 1 have results)
+    assert checkpoints.remove_checkpoints(tmp_path, 1, finished) == [names[6]]
+    assert checkpoints.remove_checkpoints(tmp_path, 0, finished) == [names[4], names[5]]
+    checkpoints.remove_old_parts(tmp_path, 2, 4, process=1, keep_evals=2)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {names[7], names[9], names[10], names[11]}

@@ -1,4 +1,6 @@
-"""sweep.py --distributed: two real processes on localhost CPU give the single-process results."""
+"""sweep.py --distributed: two real processes on localhost CPU give the single-process results,
+also when one of them is killed mid-checkpoint and both are restarted; a damaged checkpoint part
+on one process stops both with the same message."""
 
 import json
 import os
@@ -6,10 +8,12 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
+import checkpoints
 import sweep
 from shared_configs import RESUMABLE, set_flags
 
@@ -49,16 +53,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(cwd: pathlib.Path, devices: int, extra: list[str]) -> subprocess.Popen:
-    """`python sweep.py FLAGS` in `cwd` (results go to cwd/res) on `devices` host devices."""
-    cwd.mkdir()
+def _start(
+    cwd: pathlib.Path, devices: int, extra: list[str], flags=FLAGS, log_name=None, env=None
+) -> subprocess.Popen:
+    """`python sweep.py flags` in `cwd` (results go to cwd/res) on `devices` host devices; its
+    output goes to cwd/../`log_name`.log (default: cwd's name)."""
+    cwd.mkdir(exist_ok=True)
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        **(env or {}),
     }
-    cmd = [sys.executable, str(ROOT / "sweep.py"), *FLAGS, *extra]
-    with open(cwd.parent / f"{cwd.name}.log", "w") as log:  # a file: no pipe fills up while we wait
+    cmd = [sys.executable, str(ROOT / "sweep.py"), *flags, *extra]
+    with open(cwd.parent / f"{log_name or cwd.name}.log", "w") as log:  # a file: no pipe fills up
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -119,3 +127,99 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     for key in single:
         np.testing.assert_array_equal(multi[key], single[key], err_msg=key)
     assert np.isfinite(multi["metric_eval_return"]).all()
+
+
+# The same sweep in calls of four evaluations, with a checkpoint after each.
+CHECKPOINTED = [
+    "--env", "Pendulum-v1", "--seeds", "4", "--grid", "STD_MAX=0.4,0.8", "--chunk", "4",
+    *set_flags(dict(RESUMABLE, EVAL_INTERVAL=50)),
+    "--out", "res", "--no-plots", "--quiet", "--checkpoint-every", "1",
+]  # fmt: skip
+FIRST_CALL = "checkpoint_000000-000004"
+
+
+def _pair(tmp_path: pathlib.Path, run: str, env=None) -> dict[str, subprocess.Popen]:
+    """Processes 0 and 1 of a two-process sweep, in tmp_path/p0 and tmp_path/p1 (no shared disk)."""
+    distributed = ["--distributed", "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    return {
+        f"p{k}": _start(tmp_path / f"p{k}", 1, [*distributed, "--process-id", str(k)], CHECKPOINTED,
+                        f"{run}_p{k}", env)
+        for k in (0, 1)
+    }  # fmt: skip
+
+
+def _finish(tmp_path: pathlib.Path, run: str, procs: dict, timeout: float) -> tuple[dict, dict, dict]:
+    """(exit code, log, when it ended) of each process; any still running at `timeout` is
+    killed and fails the test."""
+    ended, deadline = {}, time.monotonic() + timeout
+    try:
+        while len(ended) < len(procs) and time.monotonic() < deadline:
+            for name, proc in procs.items():
+                if name not in ended and proc.poll() is not None:
+                    ended[name] = time.monotonic()
+            time.sleep(0.1)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    logs = {name: (tmp_path / f"{run}_{name}.log").read_text() for name in procs}
+    assert len(ended) == len(procs), f"{run}: still running after {timeout} s:\n{logs}"
+    return {name: proc.returncode for name, proc in procs.items()}, logs, ended
+
+
+def _error_line(log: str) -> str:
+    return next(line for line in log.splitlines() if line.startswith("sweep.py: error:"))
+
+
+@pytest.mark.slow  # four compilations and a trace: minutes on two busy cores
+def test_kill_between_parts_and_a_damaged_part_stop_both_and_resume_exactly(tmp_path):
+    """Process 1 dies (SIGKILL, test-only fault injection) right after writing its part of the
+    checkpoint at eval 2, before process 0 could commit it: process 0 ends well within the
+    heartbeat bound, and the complete checkpoint is still the one at eval 1. With process 1's
+    part of it damaged, the restarted pair stops, both with the same message naming process 1
+    and the cause. Restored, the pair resumes from eval 1 and ends with the results of one
+    uninterrupted process."""
+    reference = {"single": _start(tmp_path / "single", 2, [], CHECKPOINTED[:-2], "single_single")}
+    procs = _pair(tmp_path, "killed", env={checkpoints.KILL_AFTER_PART: "1:2"})
+    codes, logs, ended = _finish(tmp_path, "killed", procs, TIMEOUT_S)
+    assert codes["p1"] == -9 and "process 1 killed after its part at eval 2" in logs["p1"], logs["p1"]
+    assert codes["p0"] != 0, logs["p0"]
+    assert ended["p0"] - ended["p1"] < sweep.HEARTBEAT_TIMEOUT_S, logs["p0"][-3000:]
+    # Its own message if its all-gather fails first, else the runtime's (it may abort first).
+    lost = "lost contact with another process while writing the checkpoint of agents 0-3 at eval 2"
+    runtime = "Terminating process because the JAX distributed service detected fatal errors"
+    assert lost in logs["p0"] or runtime in logs["p0"], logs["p0"][-3000:]
+    print(f"process 0 ended {ended['p0'] - ended['p1']:.1f} s after process 1 was killed")
+    p0, p1 = tmp_path / "p0" / "res" / "combo_000", tmp_path / "p1" / "res" / "combo_000"
+    assert json.loads((p0 / f"{FIRST_CALL}.json").read_text())["evals_done"] == 1  # eval 2: uncommitted
+    assert (p1 / f"{FIRST_CALL}_eval000002_process1.npz").exists()  # written, never committed
+
+    part = p1 / f"{FIRST_CALL}_eval000001_process1.npz"
+    intact = part.read_bytes()
+    damaged = bytearray(intact)
+    damaged[len(damaged) // 2] ^= 0xFF
+    part.write_bytes(bytes(damaged))
+    codes, logs, _ = _finish(tmp_path, "damaged", _pair(tmp_path, "damaged"), TIMEOUT_S)
+    assert codes["p0"] == codes["p1"] == 1, logs
+    assert _error_line(logs["p0"]) == _error_line(logs["p1"])
+    message = _error_line(logs["p0"])
+    assert (
+        f"resuming agents 0-3 from their checkpoint at eval 1 ({FIRST_CALL}.json) failed on process 1 of 2:"
+        in message
+    )
+    assert f"its part {part.name} has CRC-32" in message and "process 0 of 2" not in message, message
+
+    part.write_bytes(intact)
+    codes, logs, _ = _finish(tmp_path, "resumed", _pair(tmp_path, "resumed"), TIMEOUT_S)
+    assert codes == {"p0": 0, "p1": 0}, logs
+    assert "agents 0-3 resume from their checkpoint at eval 1/4" in logs["p0"], logs["p0"]
+    assert not list((tmp_path / "p1").rglob("*.npz*")), "process 1 keeps no checkpoint part"
+    assert _files(tmp_path / "p0" / "res") == WRITTEN  # no manifest, part or .tmp left
+
+    codes, logs, _ = _finish(tmp_path, "single", reference, TIMEOUT_S)
+    assert codes == {"single": 0}, logs
+    resumed, _ = _load(tmp_path / "p0" / "res")
+    single, _ = _load(tmp_path / "single" / "res")
+    for key in single:
+        np.testing.assert_array_equal(resumed[key], single[key], err_msg=key)
