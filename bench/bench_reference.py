@@ -2,7 +2,7 @@
 MuJoCo Playground tasks, on this machine's CPU: learning curves over seeds, and one agent's
 iterations/s.
 
-    python bench/bench_reference.py --learn --env CartpoleSwingup --seeds 8 [--iterations 5000]
+    python bench/bench_reference.py --learn --env CartpoleSwingup --seeds 8 [--iterations 5000] [--jobs 2]
     python bench/bench_reference.py --throughput --env CartpoleSwingup
 
 Both sides get the reference's defaults for the task except the sizes a 2-core CPU needs, the same
@@ -28,7 +28,8 @@ and never after its last one), ours after iterations E, 2E, ..., T. Env steps ar
 iteration * num_envs for both; the reference has then taken one iteration more (num_envs env
 steps, one update step), which is far below the eval spacing.
 
---learn is resumable per (task, implementation, seed): seeds already in
+--learn is resumable per (task, implementation, seed), and `--collect-only` merges what finished
+under --cache (e.g. seeds run in other processes) without training anything: seeds already in
 bench/results/reference_learning_cpu.json are skipped; a reference seed whose worker finished
 (its file under --cache) is merged without rerunning. Our seeds run vmapped in one program, seed s
 on `jax.random.PRNGKey(s)`; the reference's seed s is its `--seed s`. The JSON is rewritten after
@@ -338,17 +339,26 @@ def reference_args(task: str, seed: int, settings: dict, iterations: int, eval_i
     ]  # fmt: skip
 
 
+def run_key(task: str, settings: dict) -> str:
+    sizes = "_".join(str(settings["sizes"][k]) for k in CPU_SIZES)
+    return f"{task}_it{settings['iterations']}_ev{settings['eval_interval']}_{sizes}"
+
+
 def worker_env(cache: pathlib.Path) -> dict:
     """The worker's environment: JAX's persistent compilation cache under `cache`, so only the
     first seed compiles the simulator's reset and step (a hit is the same executable)."""
     return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache / "jax-cache")}
 
 
+def reference_finished(cache: pathlib.Path, task: str, seed: int, settings: dict) -> bool:
+    out = cache / "runs" / f"{run_key(task, settings)}_seed{seed}.json"
+    return out.exists() and json.loads(out.read_text()).get("complete", False)
+
+
 def run_reference_seed(python, source, cache: pathlib.Path, task, seed, settings, iterations, eval_interval):
     """One reference seed, or its finished worker file from an earlier call; the worker's JSON."""
-    key = f"{task}_it{iterations}_ev{eval_interval}_" + "_".join(str(settings["sizes"][k]) for k in CPU_SIZES)
-    out = cache / "runs" / f"{key}_seed{seed}.json"
-    if out.exists() and json.loads(out.read_text()).get("complete"):
+    out = cache / "runs" / f"{run_key(task, settings)}_seed{seed}.json"
+    if reference_finished(cache, task, seed, settings):
         print(f"reference {task} seed {seed}: reusing {out}")
         return json.loads(out.read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -441,17 +451,30 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
     )
 
     def save():
+        """Merges this task into the file as it is now, so runs of other tasks in other processes
+        that wrote meanwhile are kept."""
         summarize_task(entry)
-        result["status"] = (
-            "complete" if all(t["status"]["complete"] for t in result["tasks"].values()) else "partial"
+        current = load_results(path)
+        current.update({k: v for k, v in result.items() if k != "tasks"})
+        current.setdefault("tasks", {})[args.env] = entry
+        current["status"] = (
+            "complete" if all(t["status"]["complete"] for t in current["tasks"].values()) else "partial"
         )
-        write(path.stem, result, path.parent)
+        write(path.stem, current, path.parent)
 
+    # Our finished seeds are also kept under --cache, so a rerun never trains them again.
+    ours_file = cache / "runs" / f"ours_{run_key(args.env, settings)}.json"
+    ours_cached = json.loads(ours_file.read_text()) if ours_file.exists() else {}
+    for seed in missing_seeds(entry, "ours", seeds):
+        if str(seed) in ours_cached:
+            add_run(entry, "ours", seed, ours_cached[str(seed)])
     todo = missing_seeds(entry, "ours", seeds)
-    if todo:
+    if todo and not args.collect_only:
         for seed, run in run_ours(args.env, settings, todo).items():
             add_run(entry, "ours", seed, run)
-        save()
+        ours_file.parent.mkdir(parents=True, exist_ok=True)
+        ours_file.write_text(json.dumps(entry["runs"]["ours"]) + "\n")
+    save()
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = {
             pool.submit(
@@ -459,6 +482,7 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
                 python, source, cache, args.env, seed, settings, args.iterations, args.eval_interval,
             ): seed
             for seed in missing_seeds(entry, "reference", seeds)
+            if not args.collect_only or reference_finished(cache, args.env, seed, settings)
         }  # fmt: skip
         for future in concurrent.futures.as_completed(futures):
             seed, worker = futures[future], future.result()
@@ -551,6 +575,11 @@ def main() -> None:
         "--eval-interval", type=int, default=500, help="iterations between evals, a multiple of 100"
     )
     parser.add_argument("--jobs", type=int, default=1, help="reference seeds run at once (--learn)")
+    parser.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="--learn: merge the seeds already finished under --cache into the JSON; train nothing",
+    )
     parser.add_argument("--warmup-iterations", type=int, default=200, help="--throughput")
     parser.add_argument("--measure-iterations", type=int, default=1_000, help="--throughput")
     parser.add_argument(
