@@ -487,6 +487,7 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
         for future in concurrent.futures.as_completed(futures):
             seed, worker = futures[future], future.result()
             entry["reference_args"] = worker["args"]
+            entry["reference_torch_threads"] = worker.get("torch_threads")  # train.py sets OMP_NUM_THREADS=1
             entry["settings_differences"] = settings_differences(config, worker["args"], args.iterations)
             add_run(entry, "reference", seed, reference_run(worker))
             print(f"reference {args.env} seed {seed}: final {worker['evals'][-1]['eval_return']:.1f}")
