@@ -368,11 +368,19 @@ def reference_cpu_text() -> str:
         )
     ref = require(record, name, "reference", "iterations_per_second")
     ours = require(record, name, "ours", "iterations_per_second")
+    loads = [values[0] for values in record.get("load_average_1_5_15", {}).values()]
+    load = (
+        f" The machine was not idle (1-minute load average {min(loads):.1f} to {max(loads):.1f} on "
+        f"{record.get('cpu_count', 'its')} cores), so read the ratio as rough."
+        if loads and max(loads) > 1.0
+        else ""
+    )
+    mode = record.get("reference", {}).get("mode")
     return (
         f"Since then the reference and FastTD3X have been timed one after the other on "
         f"{record.get('env', 'a Playground task')} on CPU, one agent each: the reference at "
-        f"{num(ref, 2)} iterations/s, ours at {num(ours, 2)} ({num(ours / ref, 2)}x; {src(name)}, "
-        "which records the load average around each timing)."
+        f"{num(ref, 2)} iterations/s{f' ({mode})' if mode else ''}, ours at {num(ours, 2)} "
+        f"({num(ours / ref, 2)}x; {src(name)}).{load}"
     )
 
 
@@ -392,8 +400,8 @@ def reference_learning_text() -> str:
         f"The reference and FastTD3X on the same CPU, same settings and budget ({src(name)}; "
         "mean final eval return over the seeds each side has finished):",
         "",
-        "| task | seeds, reference / ours | reference | ours | complete |",
-        "|---|---|---|---|---|",
+        "| task | seeds, reference / ours | reference | ours | Welch p | permutation p | complete |",
+        "|---|---|---|---|---|---|---|",
     ]
     for task, entry in tasks.items():
         runs = require(entry, name, "runs")
@@ -404,9 +412,12 @@ def reference_learning_text() -> str:
             return num(sum(values) / len(values), 2) if values else "n/a"
 
         complete = entry.get("status", {}).get("complete")
+        comparison = entry.get("comparison", {})
+        welch, permutation = (comparison.get(test, {}).get("p") for test in ("welch", "permutation"))
+        p_values = " | ".join(num(p, 2) if p is not None else "n/a" for p in (welch, permutation))
         lines.append(
             f"| {task} | {len(runs.get('reference', {}))} / {len(runs.get('ours', {}))} | "
-            f"{mean('reference')} | {mean('ours')} | {'yes' if complete else 'not yet'} |"
+            f"{mean('reference')} | {mean('ours')} | {p_values} | {'yes' if complete else 'not yet'} |"
         )
     return "\n".join(lines)
 

@@ -84,7 +84,10 @@ def test_optional_results_are_picked_up(tmp_path, monkeypatch):
         }
     }
     (tmp_path / "reference_learning_cpu.json").write_text(json.dumps(record))
-    assert "| CartpoleSwingup | 2 / 2 | 600.00 | 700.00 | yes |" in render_post.reference_learning_text()
+    assert (
+        "| CartpoleSwingup | 2 / 2 | 600.00 | 700.00 | n/a | n/a | yes |"
+        in render_post.reference_learning_text()
+    )
     speeds = {
         "env": "CartpoleSwingup",
         "reference": {"iterations_per_second": 2.0},
