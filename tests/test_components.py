@@ -423,6 +423,7 @@ def test_default_hparams_are_float32_scalars_of_traced_keys():
         "V_MIN",
         "V_MAX",
         "WEIGHT_DECAY",
+        "MAX_GRAD_NORM",  # the reference's gradient clipping bound (used with USE_GRAD_NORM_CLIPPING)
         "INIT_SCALE",
         "PRE_TANH_PENALTY",
     }
