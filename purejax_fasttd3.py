@@ -62,30 +62,27 @@ def _torch_bias_init(fan_in: int):
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+def _torch_dense(width: int, fan_in: int, dtype) -> nn.Dense:
+    """A linear layer initialized as torch's nn.Linear, float32 parameters, `dtype` compute."""
+    return nn.Dense(
+        width,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=_torch_kernel_init,
+        bias_init=_torch_bias_init(fan_in),
+    )
+
+
 def _mlp(x, widths, dtype):
     for width in widths:
-        dense = nn.Dense(
-            width,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            kernel_init=_torch_kernel_init,
-            bias_init=_torch_bias_init(x.shape[-1]),
-        )
-        x = nn.relu(dense(x))
+        x = nn.relu(_torch_dense(width, x.shape[-1], dtype)(x))
     return x
 
 
 def _simnorm_layer(x, seq_len: int, sim_dimension: int, dtype):
     """The reference's SimNormLinear: Linear -> LayerNorm -> softmax within each of `seq_len`
     groups of `sim_dimension` units, so the features are `seq_len` points on simplices."""
-    width = seq_len * sim_dimension
-    dense = nn.Dense(
-        width,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        kernel_init=_torch_kernel_init,
-        bias_init=_torch_bias_init(x.shape[-1]),
-    )
+    dense = _torch_dense(seq_len * sim_dimension, x.shape[-1], dtype)
     x = nn.LayerNorm(epsilon=1e-5, dtype=jnp.float32)(dense(x).astype(jnp.float32))  # torch's eps
     groups = jax.nn.softmax(x.reshape(*x.shape[:-1], seq_len, sim_dimension), -1)
     return groups.reshape(x.shape).astype(dtype)
