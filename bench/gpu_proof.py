@@ -390,6 +390,7 @@ def stage_learn(call: Call, record: StageRecord, which: str) -> None:
     record.result.update(
         env=task,
         seeds=seeds,
+        master_seed=call.args.seed,  # the agents' keys are split from PRNGKey(master_seed)
         **settings_of(config),
         eval_interval=interval,
         num_eval_envs=config["NUM_EVAL_ENVS"],
