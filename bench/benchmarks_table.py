@@ -23,6 +23,7 @@ import pathlib
 import sys
 
 from bench_parity import REFERENCE_RETURNS
+from plots.results import agent_curves, iqm
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -182,25 +183,68 @@ def _episodes(record) -> str:
     return f", {episodes} evaluation episodes per point" if episodes else ""
 
 
+def seed_table(env: str, files: list[tuple[str, dict]]) -> list[str]:
+    """Every agent of every gpu_proof learning file of one task on one card, side by side, with
+    the mean and, at each published point, how many agents reached it (mean, IQM, worst)."""
+    curves = [curve for _, record in files for curve in agent_curves(record)]
+    published = PUBLISHED_T1 if env == "T1JoystickFlatTerrain" else {}
+    steps = sorted({s for _, curve in curves for s in curve})
+    episodes = {record.get("num_eval_envs") for _, record in files} - {None}
+    lines = [
+        f"{env} learning at the reference settings: every agent's eval return (column sMaK: agent "
+        f"K of master seed M; the agents of one master seed are vmapped in one program; none was tuned on "
+        f"this task)"
+        + (f", {'/'.join(map(str, sorted(episodes)))} evaluation episodes per point" if episodes else "")
+        + ":",
+        "",
+        "| env steps | " + " | ".join(label for label, _ in curves) + " | mean | published (PyTorch) |",
+        "|---|" + "---|" * (len(curves) + 2),
+    ]
+    for step in steps:
+        values = [curve.get(step) for _, curve in curves]
+        known = [v for v in values if v is not None]
+        mean = f"{sum(known) / len(known):.2f}" + ("" if len(known) == len(values) else f" ({len(known)})")
+        cells = " | ".join("" if v is None else f"{v:.2f}" for v in values)
+        reference = _f(published[step], 2) if step in published else ""
+        lines.append(f"| {step:,} | {cells} | {mean} | {reference} |")
+    for step in (s for s in steps if s in published):
+        known = sorted(curve[step] for _, curve in curves if step in curve)
+        above = sum(v >= published[step] for v in known)
+        lines += [
+            "",
+            f"At {step:,} env steps {above} of {len(known)} agents reached the published "
+            f"{published[step]:.2f}: mean {sum(known) / len(known):.2f}, IQM {iqm(known):.2f}, "
+            f"worst {known[0]:.2f}.",
+        ]
+    lines += ["", "Files (status; wall time, compile included):", ""]
+    for name, record in files:
+        lines.append(
+            f"- {_file(name)}: {record.get('seeds')} agent(s) of master seed {record.get('master_seed', 0)}, "
+            f"to {max(row['env_steps'] for row in record['numbers']):,} env steps ({record.get('status')}; "
+            f"{_f(record.get('wall_seconds_compile_included'), 0)} s)"
+        )
+    return lines
+
+
 def learning_section(records) -> list[str]:
-    curves = []
-    for name, record in records:
-        if record.get("benchmark") in ("gpu_proof_learn1", "gpu_proof_learn2"):
-            points = [(row["env_steps"], row["eval_return_mean"]) for row in record["numbers"]]
-            wall = record.get("wall_seconds_compile_included")
-            curves.append((name, record, points, wall, record.get("status")))
-        elif record.get("benchmark") == "parity":
-            points = list(zip(record["env_steps"], record["mean_eval_return"]))
-            curves.append((name, record, points, record.get("wall_seconds_compile_included"), "complete"))
+    """gpu_proof learning files as one table per task; bench_parity files one table each."""
+    by_env: dict[str, list] = {}
     lines = []
-    for name, record, points, wall, status in curves:
-        if not points:
+    for name, record in records:
+        if record.get("benchmark") in ("gpu_proof_learn1", "gpu_proof_learn2") and record["numbers"]:
+            by_env.setdefault(record.get("env"), []).append((name, record))
+    for env, files in by_env.items():
+        files = sorted(files, key=lambda file: file[1].get("master_seed", 0))
+        lines += [*seed_table(env, files), ""]
+    for name, record in records:
+        if record.get("benchmark") != "parity":
             continue
+        points = list(zip(record["env_steps"], record["mean_eval_return"]))
         published = PUBLISHED_T1 if record.get("env") == "T1JoystickFlatTerrain" else {}
         lines += [
             f"{record.get('env')} learning at the reference settings, mean eval return of "
-            f"{record.get('seeds')} seed(s){_episodes(record)}, {_file(name)} ({status}; "
-            f"{_f(wall, 0)} s wall time, compile included):",
+            f"{record.get('seeds')} seed(s){_episodes(record)}, {_file(name)} (complete; "
+            f"{_f(record.get('wall_seconds_compile_included'), 0)} s wall time, compile included):",
             "",
             "| env steps | ours | published (PyTorch) |",
             "|---|---|---|",

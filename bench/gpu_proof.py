@@ -27,10 +27,13 @@ on an H100 (T1 190 s, CheetahRun 104 s) and 150 s for b at 128 agents on an H200
 compiling); c1 reached 1 of 4 evaluations. On 2026-11-30 one H200 call ran c2 whole in 449 s
 (compile 102 s, init 0.1 s, 83 s per 2,500-iteration chunk with 128 evaluation episodes), a second
 ran stage a in bfloat16 in 152 s, and b at 256 agents alone did not compile and run in 190 s.
-Still missing, each its own call: `--stages c2 --learn2-anyway --learn-seeds 1 --seed 1` (and
-`--seed 2`), `--stages a --dtypes float32`, `--stages b --agents 256 --budget-s 400`, then d.
+A later session ran `--stages c1 --learn-seeds 2 --seed 1`
+(336 s; 62 s per 1.28M-step chunk for both agents), the same with `--seed 2`, and `--stages a
+--dtypes float32` (T1 only within 150 s). Still missing, each its own call: `--stages b --agents
+256 --budget-s 400`, CheetahRun in float32, more seeds to 10.24M, then d.
 
-Results: gpu_proof_<stage>_<device>.json (StageRecord: `status` complete, partial, skipped, or
+Results: gpu_proof_<stage>_<device>.json (committed with a suffix, e.g. _seed1, when a stage ran in
+several calls; StageRecord: `status` complete, partial, skipped, or
 error with its traceback, the next stage still running; `numbers`, a row per step), read by
 bench/benchmarks_table.py for the README. `--smoke` runs every stage on CPU with Pendulum-v1 and
 tiny networks ($OUT defaults to a new temporary folder) and validates the GPU stages' configs.

@@ -40,6 +40,12 @@ SEARCH_GLOB = "search_*.json"
 OPTIONAL = ("reference_learning_cpu.json", "reference_throughput_cpu.json", SEARCH_GLOB)
 # T1's published returns (the paper's curves, spec §9.1), as gpu_proof records them.
 T1_PUBLISHED_STEPS = (5_120_000, 10_240_000)
+# The H200 T1 learning runs: the one to 10.24M env steps first (its settings head the section).
+T1_FILES = (
+    "gpu_proof_learn2_NVIDIA_H200.json",
+    "gpu_proof_learn1_NVIDIA_H200_seed1.json",
+    "gpu_proof_learn1_NVIDIA_H200_seed2.json",
+)
 
 
 # --------------------------------------------------------------------------------------- reading
@@ -176,12 +182,6 @@ def gpu_values() -> tuple[dict, dict]:
     ours_hours = biggest[0] * CHEETAH_ITERATIONS / biggest[1] / 3600
     ref_hours = biggest[0] * CHEETAH_ITERATIONS / ref_small / 3600
 
-    learn = read_json("gpu_proof_learn2_NVIDIA_H200.json")
-    points = [(row["env_steps"], row["eval_return_mean"]) for row in learn["numbers"]]
-    ours_at = dict(points)
-    published = {steps: require(learn, "gpu_proof_learn2_NVIDIA_H200.json", "reference_returns", str(steps))
-                 for steps in T1_PUBLISHED_STEPS}  # fmt: skip
-
     values = {
         "ref_source": reference["source"],
         "h200_date": read_json("gpu_proof_iterations_NVIDIA_H200.json")["date"][:10],
@@ -216,18 +216,6 @@ def gpu_values() -> tuple[dict, dict]:
         "cheetah_iterations": f"{CHEETAH_ITERATIONS:,}",
         "ours_hours": num(ours_hours, 1),
         "ref_hours": num(ref_hours, 0),
-        "t1_ours_5": num(ours_at[T1_PUBLISHED_STEPS[0]], 2),
-        "t1_ours_10": num(ours_at[T1_PUBLISHED_STEPS[1]], 2),
-        "t1_pub_5": num(published[T1_PUBLISHED_STEPS[0]], 2),
-        "t1_pub_10": num(published[T1_PUBLISHED_STEPS[1]], 2),
-        "t1_seeds": str(learn["seeds"]),
-        "t1_eval_episodes": str(learn["num_eval_envs"]),
-        "t1_wall": num(learn["wall_seconds_compile_included"], 0),
-        "t1_compile": num(learn["compile_seconds"], 0),
-        "t1_table": "\n".join(
-            f"| {steps:,} | {value:.2f} | {num(published[steps], 2) if steps in published else ''} |"
-            for steps, value in points
-        ),
     }
     figures = {
         "throughput_h200.png": lambda plot: plot.throughput_bars_figure(
@@ -264,10 +252,56 @@ def gpu_values() -> tuple[dict, dict]:
         "agents_wall_time.png": lambda plot: plot.agents_wall_time_figure(
             measured, ref_small, CHEETAH_ITERATIONS, max(256, biggest[0])
         ),
-        "t1_learning.png": lambda plot: plot.learning_points_figure(
-            points, published, "T1JoystickFlatTerrain on one H200, reference settings"
-        ),
     }
+    return values, figures
+
+
+def t1_values() -> tuple[dict, dict]:
+    """The T1 learning section: every agent of the H200 learning files against the published
+    points (the reference's published curve, spec §9.1)."""
+    from plots.results import agent_curves, iqm
+
+    records = {name: read_json(name) for name in T1_FILES}
+    longest = records[T1_FILES[0]]
+    published = {steps: require(longest, T1_FILES[0], "reference_returns", str(steps))
+                 for steps in T1_PUBLISHED_STEPS}  # fmt: skip
+    curves = [curve for record in records.values() for _, curve in agent_curves(record)]
+    steps = sorted({step for curve in curves for step in curve})
+
+    def at(step):
+        return sorted(curve[step] for curve in curves if step in curve)
+
+    def row(step):
+        known = at(step)
+        ref = num(published[step], 2) if step in published else ""
+        mean = sum(known) / len(known)
+        return f"| {step:,} | {len(known)} | {mean:.2f} | {known[0]:.2f} | {known[-1]:.2f} | {ref} |"
+
+    five, ten = (at(step) for step in T1_PUBLISHED_STEPS)
+    two_agents = records[T1_FILES[1]]
+    values = {
+        "t1_agents": str(len(curves)),
+        "t1_masters": ", ".join(str(record.get("master_seed", 0)) for record in records.values()),
+        "t1_agents_5": str(len(five)),
+        "t1_above_5": str(sum(value >= published[T1_PUBLISHED_STEPS[0]] for value in five)),
+        "t1_mean_5": num(sum(five) / len(five), 2),
+        "t1_iqm_5": num(iqm(five), 2),
+        "t1_worst_5": num(five[0], 2),
+        "t1_agents_10": str(len(ten)),
+        "t1_ours_10": num(sum(ten) / len(ten), 2),
+        "t1_pub_5": num(published[T1_PUBLISHED_STEPS[0]], 2),
+        "t1_pub_10": num(published[T1_PUBLISHED_STEPS[1]], 2),
+        "t1_eval_episodes": str(longest["num_eval_envs"]),
+        "t1_wall": num(longest["wall_seconds_compile_included"], 0),
+        "t1_compile": num(longest["compile_seconds"], 0),
+        "t1_chunk_one": num(longest["numbers"][-1]["chunk_seconds"], 0),
+        "t1_chunk_two": num(two_agents["numbers"][-1]["chunk_seconds"], 0),
+        "t1_wall_two": num(two_agents["wall_seconds_compile_included"], 0),
+        "t1_table": "\n".join(row(step) for step in steps),
+        "t1_sources": ", ".join(f"`bench/results/{name}`" for name in T1_FILES),
+    }
+    title = f"T1JoystickFlatTerrain on one H200, reference settings, {len(curves)} agents"
+    figures = {"t1_learning.png": lambda plot: plot.learning_points_figure(curves, published, title)}
     return values, figures
 
 
@@ -476,16 +510,18 @@ def search_text() -> str:
 def collect() -> tuple[dict, dict]:
     """All template values and all figure builders."""
     gpu, gpu_figures = gpu_values()
+    t1, t1_figures = t1_values()
     robust, robust_figures = robustness_values()
     values = {
         **design_values(),
         **gpu,
+        **t1,
         **robust,
         "reference_cpu": reference_cpu_text(),
         "reference_learning": reference_learning_text(),
         "search": search_text(),
     }
-    return values, {**gpu_figures, **robust_figures}
+    return values, {**gpu_figures, **t1_figures, **robust_figures}
 
 
 def render() -> tuple[str, dict]:

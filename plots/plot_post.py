@@ -75,12 +75,17 @@ def agents_wall_time_figure(
     return fig
 
 
-def learning_points_figure(ours: list[tuple[int, float]], published: dict[int, float], title: str):
-    """Eval return against env steps: our measured points joined, the published points as markers."""
+def learning_points_figure(agents: list[dict[int, float]], published: dict[int, float], title: str):
+    """Eval return against env steps: each agent's measured points joined, the published points
+    as markers."""
     ours_color, published_color = category_colors(2)
     fig, ax = plt.subplots(figsize=(7, 4))
-    steps, returns = zip(*ours)
-    ax.plot(np.array(steps) / 1e6, returns, "o-", color=ours_color, label="FastTD3X, 1 seed (measured)")
+    for k, curve in enumerate(agents):
+        steps = sorted(curve)
+        label = f"FastTD3X, {len(agents)} agents (measured)" if k == 0 else None
+        ax.plot(
+            np.array(steps) / 1e6, [curve[s] for s in steps], "o-", color=ours_color, alpha=0.6, label=label
+        )
     ax.plot(
         np.array(list(published)) / 1e6,
         list(published.values()),

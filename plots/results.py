@@ -133,6 +133,18 @@ def finite_agents(arrays: dict) -> np.ndarray:
     return finite
 
 
+def agent_curves(record: dict) -> list[tuple[str, dict[int, float]]]:
+    """(label, {env steps: eval return}) per agent of a bench/gpu_proof.py learning record; the
+    label sMaK is agent K of master seed M. Records written before gpu_proof saved `master_seed`
+    ran with its default, 0."""
+    master = record.get("master_seed", 0)
+    curves = [(f"s{master}a{k}", {}) for k in range(record.get("seeds", 1))]
+    for row in record["numbers"]:
+        for (_, curve), value in zip(curves, row["eval_return_per_seed"], strict=True):
+            curve[row["env_steps"]] = value
+    return curves
+
+
 # ---------------------------------------------------------------------------------- STATISTICS
 def iqm(x, axis=None):
     """Interquartile mean (rliable): mean of the middle 50%, robust to outlier seeds.
