@@ -18,20 +18,21 @@ ablation. Writes bench/results/parity_<env>_<device>_<seeds>seeds<tag>.json.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import jax
 import numpy as np
 
 import purejax_fasttd3 as ft
-from common import compile_and_run, environment, parse_overrides, write
+from common import RESULTS, compile_and_run, environment, parse_overrides, write
 
-# Published mean eval returns of the reference (data/playground_result.json), by env steps.
+# Published mean eval returns of the reference, by env steps, with their provenance.
 REFERENCE_RETURNS = {
-    "T1JoystickFlatTerrain": {5_120_000: 17.50, 10_240_000: 23.36, 20_480_000: 32.47},
-    "T1JoystickRoughTerrain": {5_120_000: 9.46, 10_240_000: 15.38, 20_480_000: 23.33},
-    "G1JoystickFlatTerrain": {5_120_000: 4.49, 10_240_000: 16.74, 20_480_000: 27.64},
-    "G1JoystickRoughTerrain": {5_120_000: 3.28, 10_240_000: 13.87, 20_480_000: 24.60},
+    task: {int(steps): value for steps, value in returns.items()}
+    for task, returns in json.loads((RESULTS / "reference_published.json").read_text())[
+        "mean_eval_return"
+    ].items()
 }
 
 

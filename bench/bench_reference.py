@@ -332,7 +332,7 @@ def reference_args(task: str, seed: int, settings: dict, iterations: int, eval_i
     """The reference's command line: its defaults for `task` but the CPU sizes and the budget."""
     sizes = [f"--{k.replace('_', '-')}={settings['sizes'][k]}" for k in CPU_SIZES]
     return [
-        f"--env-name={task}", f"--seed={seed}", *sizes,
+        f"--env-name={task}", f"--seed={seed}", f"--agent={settings['agent']}", *sizes,
         f"--total-timesteps={iterations + 1}", f"--eval-interval={eval_interval}",
         "--render-interval=0", "--save-interval=0", "--no-cuda", "--no-amp", "--no-compile",
         "--use-wandb", "--exp-name=fasttd3x_bench",
@@ -341,7 +341,12 @@ def reference_args(task: str, seed: int, settings: dict, iterations: int, eval_i
 
 def run_key(task: str, settings: dict) -> str:
     sizes = "_".join(str(settings["sizes"][k]) for k in CPU_SIZES)
-    return f"{task}_it{settings['iterations']}_ev{settings['eval_interval']}_{sizes}"
+    return f"{task}_{settings['agent']}_it{settings['iterations']}_ev{settings['eval_interval']}_{sizes}"
+
+
+def entry_name(task: str, agent: str) -> str:
+    """A task's key in the results file: the task, with the agent when it is not the default."""
+    return task if agent == "fasttd3" else f"{task} ({agent})"
 
 
 def worker_env(cache: pathlib.Path) -> dict:
@@ -390,7 +395,11 @@ def reference_run(worker: dict) -> dict:
 def ours_config(task: str, settings: dict) -> dict:
     sizes = {k.upper(): v for k, v in settings["sizes"].items()}
     return ft.make_config(
-        task, **sizes, TOTAL_TIMESTEPS=settings["iterations"], EVAL_INTERVAL=settings["eval_interval"]
+        task,
+        **sizes,
+        AGENT=settings["agent"],
+        TOTAL_TIMESTEPS=settings["iterations"],
+        EVAL_INTERVAL=settings["eval_interval"],
     )
 
 
@@ -437,10 +446,11 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
     sizes = {k: getattr(args, k) for k in CPU_SIZES}
     evals = range(args.eval_interval, args.iterations + 1, args.eval_interval)
     settings = {"iterations": args.iterations, "eval_interval": args.eval_interval, "sizes": sizes,
-                "eval_iterations": list(evals)}  # fmt: skip
+                "agent": args.agent, "eval_iterations": list(evals)}  # fmt: skip
     seeds = list(range(args.seeds))
+    name = entry_name(args.env, args.agent)
     result = load_results(path)
-    entry = task_entry(result, args.env, settings, args.seeds)
+    entry = task_entry(result, name, settings, args.seeds)
     config = ours_config(args.env, settings)
     entry["ours_config"] = config
     result.update(
@@ -456,7 +466,7 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
         summarize_task(entry)
         current = load_results(path)
         current.update({k: v for k, v in result.items() if k != "tasks"})
-        current.setdefault("tasks", {})[args.env] = entry
+        current.setdefault("tasks", {})[name] = entry
         current["status"] = (
             "complete" if all(t["status"]["complete"] for t in current["tasks"].values()) else "partial"
         )
@@ -490,7 +500,7 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
             entry["reference_torch_threads"] = worker.get("torch_threads")  # train.py sets OMP_NUM_THREADS=1
             entry["settings_differences"] = settings_differences(config, worker["args"], args.iterations)
             add_run(entry, "reference", seed, reference_run(worker))
-            print(f"reference {args.env} seed {seed}: final {worker['evals'][-1]['eval_return']:.1f}")
+            print(f"reference {name} seed {seed}: final {worker['evals'][-1]['eval_return']:.1f}")
             save()
     save()
     comparison = entry.get("comparison")
@@ -509,14 +519,14 @@ def throughput(args, python, source, cache: pathlib.Path, path: pathlib.Path) ->
             f"{args.measure_iterations} must be multiples of 100 (the reference logs every 100)"
         )
     sizes = {k: getattr(args, k) for k in CPU_SIZES}
-    settings = {"sizes": sizes, "warmup_iterations": args.warmup_iterations,
+    settings = {"sizes": sizes, "agent": args.agent, "warmup_iterations": args.warmup_iterations,
                 "measure_iterations": args.measure_iterations}  # fmt: skip
     total = args.warmup_iterations + args.measure_iterations
     load_before = os.getloadavg()
     command = [str(python), "-I", str(WORKER), "--source", str(source)]
     with tempfile.TemporaryDirectory(prefix="reference_speed_") as tmp:
         out = pathlib.Path(tmp) / "speed.json"
-        ref_args = reference_args(args.env, 0, {"sizes": sizes}, total, 0)
+        ref_args = reference_args(args.env, 0, settings, total, 0)
         print(f"reference: {args.measure_iterations} iterations after {args.warmup_iterations}", flush=True)
         _run([*command, "--out", str(out), "--", *ref_args], "the reference worker", cwd=tmp,
              env=worker_env(cache), stdout=subprocess.DEVNULL)  # fmt: skip
@@ -527,7 +537,7 @@ def throughput(args, python, source, cache: pathlib.Path, path: pathlib.Path) ->
     reference_its = (total - args.warmup_iterations) / (last["wall_seconds"] - first["wall_seconds"])
 
     chunk = args.measure_iterations
-    settings_ours = {"sizes": sizes, "iterations": 4 * chunk, "eval_interval": chunk}
+    settings_ours = {"sizes": sizes, "agent": args.agent, "iterations": 4 * chunk, "eval_interval": chunk}
     config = {**ours_config(args.env, settings_ours), "NUM_EVAL_ENVS": 0}
     load_before_ours = os.getloadavg()
     chunks = Chunks(config, agents=1)  # compiles, then runs a first (warming) chunk
@@ -571,6 +581,12 @@ def main() -> None:
     mode.add_argument("--throughput", action="store_true", help="iterations/s of one agent per side")
     parser.add_argument("--env", required=True, help="a Playground task with flat observations")
     parser.add_argument("--seeds", type=int, default=8, help="seeds 0..N-1 per side (--learn)")
+    parser.add_argument(
+        "--agent",
+        choices=("fasttd3", "fasttd3_simbav2"),
+        default="fasttd3",
+        help="the reference's --agent and our AGENT, the same on both sides",
+    )
     parser.add_argument("--iterations", type=int, default=5_000, help="training iterations (--learn)")
     parser.add_argument(
         "--eval-interval", type=int, default=500, help="iterations between evals, a multiple of 100"

@@ -22,7 +22,6 @@ import json
 import pathlib
 import sys
 
-from bench_parity import REFERENCE_RETURNS
 from plots.results import agent_curves, iqm
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -32,7 +31,7 @@ START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 DEVICE_COMMAND = "bash bench/gpu_proof.sh"
 
 # The reference's speeds and our simulator and learner timed alone on the same card, with their
-# provenance (bench/results/reference_h200.json); the published T1 returns (spec §9.1).
+# provenance (bench/results/reference_h200.json); the published T1 returns (reference_published.json).
 REFERENCE = json.loads((RESULTS / "reference_h200.json").read_text())
 REFERENCE_CARD = REFERENCE["card"]
 REFERENCE_ITERATIONS = {  # (task, num_envs, batch) -> iterations/s
@@ -46,7 +45,8 @@ ALONE_MS = {  # component -> {compute dtype or "any": ms}
 }
 # One T1 iteration cannot beat the simulator step plus the bfloat16 learner timed alone.
 T1_BOUND_ITERATIONS = 1000 / (ALONE_MS["simulator_step"]["any"] + ALONE_MS["learner"]["bfloat16"])
-PUBLISHED_T1 = {steps: REFERENCE_RETURNS["T1JoystickFlatTerrain"][steps] for steps in (5_120_000, 10_240_000)}
+_PUBLISHED = json.loads((RESULTS / "reference_published.json").read_text())["mean_eval_return"]
+PUBLISHED_T1 = {steps: _PUBLISHED["T1JoystickFlatTerrain"][str(steps)] for steps in (5_120_000, 10_240_000)}
 
 
 def load(results: pathlib.Path, include_cpu: bool = False) -> list[tuple[str, dict]]:
@@ -216,7 +216,12 @@ def seed_table(env: str, files: list[tuple[str, dict]]) -> list[str]:
             f"{published[step]:.2f}: mean {sum(known) / len(known):.2f}, IQM {iqm(known):.2f}, "
             f"worst {known[0]:.2f}.",
         ]
-    lines += ["", "Files (status; wall time, compile included):", ""]
+    lines += [
+        "",
+        "Published returns: `bench/results/reference_published.json`. Files (status; wall time, compile "
+        "included):",
+        "",
+    ]
     for name, record in files:
         lines.append(
             f"- {_file(name)}: {record.get('seeds')} agent(s) of master seed {record.get('master_seed', 0)}, "

@@ -160,3 +160,13 @@ def test_settings_differences_lists_only_real_differences():
     config = {"GAMMA": 0.97, "NUM_ENVS": 16, "TOTAL_TIMESTEPS": 1000, "RESET_MODE": "first_state", "TAU": 0.1}
     reference = {"gamma": 0.97, "num_envs": 16, "total_timesteps": 1001, "tau": 0.005, "seed": 3}
     assert br.settings_differences(config, reference, 1000) == {"tau": {"ours": 0.1, "reference": 0.005}}
+
+
+def test_agent_goes_to_both_sides_and_keys_its_own_entry():
+    simba = {**SETTINGS, "sizes": dict(br.CPU_SIZES), "agent": "fasttd3_simbav2"}
+    plain = {**simba, "agent": "fasttd3"}
+    assert "--agent=fasttd3_simbav2" in br.reference_args("CartpoleBalance", 0, simba, 1000, 500)
+    assert br.ours_config("CartpoleBalance", simba)["AGENT"] == "fasttd3_simbav2"
+    assert br.entry_name("CartpoleBalance", "fasttd3") == "CartpoleBalance"
+    assert br.entry_name("CartpoleBalance", "fasttd3_simbav2") == "CartpoleBalance (fasttd3_simbav2)"
+    assert br.run_key("CartpoleBalance", simba) != br.run_key("CartpoleBalance", plain)
