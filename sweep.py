@@ -1019,6 +1019,7 @@ def compile_calls(
     chunk = len(calls[0].rows)
     printer = None if args.quiet else ft.ProgressPrinter(combo.config)
     WATCHDOG.doing(f"tracing and compiling {combo.label}")
+    resumes = [agreed_resume_point(combo, call) for call in calls]
     programs = CallPrograms(combo.config, mesh, chunk, *_reporters(printer))
     if args.checkpoint_every:
         processes = jax.process_count()
@@ -1028,7 +1029,6 @@ def compile_calls(
             checkpoints.check_disk(combo.folder, programs.state_bytes() // processes, chunk // processes)
 
         agreed(f"checking the disk of {combo.folder}", check_disk)
-    resumes = [agreed_resume_point(combo, call) for call in calls]
     programs.compile(with_init=None in resumes)
     print(f"{combo.label}: compiled in {programs.compile_seconds:.1f} s", flush=True)
     return programs, resumes
@@ -1039,23 +1039,24 @@ def agreed_resume_point(combo: Combination, call: Call) -> pathlib.Path | None:
     process resumes from its file if there is one. Several resume from the checkpoint process 0's
     manifest names, once every process has found its part of it whole (bytes and CRC-32 as the
     manifest says); a missing or damaged part stops every process with the same message. Parts
-    no manifest names (a kill before the manifest was written) are ignored."""
-    if jax.process_count() == 1:
-        return call.checkpoint if call.checkpoint.exists() else None
+    no manifest names (a kill before the manifest was written) are ignored. A checkpoint written
+    by another number of processes is refused (`_written_by_others`)."""
     manifest = checkpoints.manifest_path(combo.folder, call.lo, call.hi)
     processes, process = jax.process_count(), jax.process_index()
+    if processes == 1:
+        if manifest.exists():
+            written = checkpoints.read_manifest(manifest)
+            raise _written_by_others(call, manifest, len(written["parts"]), written["evals_done"])
+        return call.checkpoint if call.checkpoint.exists() else None
 
     def read() -> list[int]:  # evals, then the bytes and CRC-32 of each process's part
         if process != 0 or not manifest.exists():
+            if process == 0 and call.checkpoint.exists():
+                raise _written_by_others(call, call.checkpoint, 1)
             return [0] * (1 + 2 * processes)
         written = checkpoints.read_manifest(manifest)
         if len(written["parts"]) != processes:
-            raise checkpoints.CorruptFileError(
-                f"checkpoint manifest {manifest} names {len(written['parts'])} parts, one per process "
-                f"of the sweep that wrote it, and this sweep runs {processes} processes. Resume with "
-                f"{len(written['parts'])} processes, or delete the call's checkpoint files "
-                f"({manifest.stem}*) on every host to train its agents from the start"
-            )
+            raise _written_by_others(call, manifest, len(written["parts"]), written["evals_done"])
         return [written["evals_done"], *(v for p in written["parts"] for v in (p["bytes"], p["crc32"]))]
 
     what = f"reading the checkpoint manifest of {call.name}"
@@ -1079,6 +1080,20 @@ def agreed_resume_point(combo: Combination, call: Call) -> pathlib.Path | None:
         "from the start, then rerun the same command",
     )
     return part
+
+
+def _written_by_others(call: Call, path: pathlib.Path, writers: int, evals: int | None = None) -> ValueError:
+    """The refusal of a checkpoint (`path`: its manifest, or one process's file) that `writers`
+    processes wrote: each wrote its own rows of the call's state, so only as many resume it."""
+    count = lambda n: "one process" if n == 1 else f"{n} processes"
+    how = "without --distributed" if writers == 1 else f"with --distributed in {writers} processes"
+    at = f" at eval {evals}" if evals else ""
+    return ValueError(
+        f"{call.name} have a checkpoint{at} written by {count(writers)} ({path}), and this sweep "
+        f"runs {count(jax.process_count())}: a checkpoint resumes only in as many processes as wrote "
+        f"it. Run the same command {how} to resume it, or delete the call's checkpoint files "
+        f"({path.stem}*) on every host to train its agents from the start"
+    )
 
 
 def save_call_checkpoint(combo: Combination, call: Call, state, metrics: dict, meta: dict) -> None:

@@ -223,3 +223,40 @@ def test_kill_between_parts_and_a_damaged_part_stop_both_and_resume_exactly(tmp_
     single, _ = _load(tmp_path / "single" / "res")
     for key in single:
         np.testing.assert_array_equal(resumed[key], single[key], err_msg=key)
+
+
+def test_a_checkpoint_of_another_process_count_is_refused(tmp_path):
+    """One process on the checkpoint of two (a hand-written manifest: only its existence and
+    part count matter here), and two processes on the checkpoint of one: each refuses before
+    compiling, naming the file, both process counts and what to do, and deletes nothing."""
+    combo = tmp_path / "one" / "res" / "combo_000"
+    combo.mkdir(parents=True)
+    parts = [{"name": f"{FIRST_CALL}_eval000003_process{k}.npz", "bytes": 1, "crc32": 0} for k in (0, 1)]
+    checkpoints.write_manifest(combo / f"{FIRST_CALL}.json", 3, parts)
+    one = {"one": _start(tmp_path / "one", 2, [], CHECKPOINTED, "one_one")}
+    codes, logs, _ = _finish(tmp_path, "one", one, 300)
+    assert codes == {"one": 1}, logs
+    assert _error_line(logs["one"]) == (
+        "sweep.py: error: agents 0-3 have a checkpoint at eval 3 written by 2 processes "
+        f"(res/combo_000/{FIRST_CALL}.json), and "
+        "this sweep runs one process: a checkpoint resumes only in as many processes as wrote it. Run the "
+        "same command with --distributed in 2 processes to resume it, or delete the call's checkpoint "
+        f"files ({FIRST_CALL}*) on every host to train its agents from the start"
+    )
+    assert "compiled" not in logs["one"] and (combo / f"{FIRST_CALL}.json").exists()
+    assert not list(combo.glob("agents_*"))
+
+    single = tmp_path / "p0" / "res" / "combo_000" / f"{FIRST_CALL}.npz"
+    single.parent.mkdir(parents=True)
+    single.write_bytes(b"a single process's checkpoint")
+    codes, logs, _ = _finish(tmp_path, "two", _pair(tmp_path, "two"), 300)
+    assert codes == {"p0": 1, "p1": 1}, logs
+    refused = (
+        "sweep.py: error: reading the checkpoint manifest of agents 0-3 failed on process 0 of 2: agents "
+        f"0-3 have a checkpoint written by one process (res/combo_000/{FIRST_CALL}.npz), and this sweep "
+        "runs 2 processes: a checkpoint resumes only in as many processes as wrote it. Run the same "
+        f"command without --distributed to resume it, or delete the call's checkpoint files ({FIRST_CALL}*) "
+        "on every host to train its agents from the start"
+    )
+    assert _error_line(logs["p0"]) == _error_line(logs["p1"]) == refused
+    assert "compiled" not in logs["p0"] and single.exists()
