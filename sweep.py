@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import pathlib
+import shlex
 import signal
 import socket
 import sys
@@ -58,6 +59,7 @@ import envs
 import provenance
 import purejax_fasttd3 as ft
 import search
+import supervise
 from plots.results import (
     SOLVED_THRESHOLDS,
     finite_agents,
@@ -203,9 +205,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--coordinator", metavar="HOST:PORT", help="--distributed: process 0's address")
     parser.add_argument("--num-processes", type=int, metavar="N", help="--distributed: processes in all")
     parser.add_argument("--process-id", type=int, metavar="I", help="--distributed: this one, 0..N-1")
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        default=HEARTBEAT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="--distributed: a process silent this long counts as lost, and every other one stops "
+        f"(default {HEARTBEAT_TIMEOUT_S})",
+    )
     args = parser.parse_args(argv)
     if not args.distributed and (args.coordinator, args.num_processes, args.process_id) != (None,) * 3:
         parser.error("--coordinator, --num-processes and --process-id go with --distributed")
+    if args.heartbeat_timeout < 1:
+        parser.error(f"--heartbeat-timeout must be at least 1 second, got {args.heartbeat_timeout}")
     if args.num_processes is not None and args.num_processes < 1:
         parser.error(f"--num-processes must be at least 1, got {args.num_processes}")
     if args.process_id is not None and not 0 <= args.process_id < (args.num_processes or 2**31):
@@ -433,7 +445,7 @@ def init_distributed(args: argparse.Namespace) -> None:
         coordinator_address=args.coordinator,
         num_processes=args.num_processes,
         process_id=args.process_id,
-        heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
+        heartbeat_timeout_seconds=args.heartbeat_timeout,
     )
 
 
@@ -558,7 +570,8 @@ class StopRequest:
     on it at once: the first signal asks the sweep to stop at the next evaluation, with a
     checkpoint of the running call and every finished result written; a second ends the process
     at once (exit 130, or 143 for SIGTERM), losing only the running call's work since its last
-    checkpoint (writes are atomic, so no file is left half-written)."""
+    checkpoint (writes are atomic, so no file is left half-written). Under a supervisor
+    (supervise.py) the signals come from it, through a pipe, and this process ignores its own."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -573,6 +586,12 @@ class StopRequest:
         self.resume_hint = resume_hint
         if threading.current_thread() is not threading.main_thread():
             return
+        if supervise.is_child():
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+            forwarded = supervise.forwarded_signals()
+            self._start_listening(lambda: os.read(forwarded, 64))
+            return
         receiver, sender = socket.socketpair()
         sender.setblocking(False)
         previous = signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
@@ -584,11 +603,15 @@ class StopRequest:
         self._sockets = (receiver, sender)
         for sig in self.SIGNALS:
             signal.signal(sig, lambda signum, frame: None)  # acted on by the thread below
-        threading.Thread(target=self._listen, args=(receiver,), daemon=True, name="stop-request").start()
+        self._start_listening(lambda: receiver.recv(64))
 
-    def _listen(self, receiver: socket.socket) -> None:
-        while True:
-            for signum in receiver.recv(64):
+    def _start_listening(self, read) -> None:
+        """A daemon thread acts on each signal number that `read()` returns, until it returns none."""
+        threading.Thread(target=self._listen, args=(read,), daemon=True, name="stop-request").start()
+
+    def _listen(self, read) -> None:
+        while signums := read():
+            for signum in signums:
                 if signum in self.SIGNALS:
                     self._on_signal(signal.Signals(signum).name)
 
@@ -746,10 +769,14 @@ def _environment() -> dict:
 # its device memory) runs inside `agreed`, whose all-gather every process reaches, failed or not:
 # all processes stop together, with the same message, instead of the others waiting forever in
 # the next collective. A process that dies outright is the distributed runtime's to notice: a
-# peer's closed connection fails the next all-gather at once (`ProcessLost`), and a process silent
-# for HEARTBEAT_TIMEOUT_S (a lost host) ends every other one.
+# process silent for --heartbeat-timeout seconds (a lost host) ends every other one with the
+# runtime's message, which names it; a peer's closed connection fails the next all-gather at once
+# (`ProcessLost`), and the survivor then waits for that message (VERDICT_MARGIN_S more at most).
+# The supervisor (supervise.py) turns either into the final message: who was lost, how to resume.
 HEARTBEAT_TIMEOUT_S = 60
+VERDICT_MARGIN_S = 15  # past the heartbeat timeout: the runtime's detection and error propagation
 CAUSE_BYTES = 2048  # of each process's error message, shared by `agreed`
+HOST_BYTES = 256  # of each process's host name, shared by `agreed_hosts`
 
 
 class ProcessLost(RuntimeError):
@@ -786,16 +813,26 @@ def agreed(what: str, step, advice: str = ""):
         if not isinstance(error, (ValueError, MemoryError, OSError)):
             traceback.print_exc()  # a bug: its traceback, here
         cause = str(error) or type(error).__name__
-    encoded = np.frombuffer(cause.encode()[:CAUSE_BYTES], np.uint8)
-    buffer = np.zeros(CAUSE_BYTES, np.uint8)
-    buffer[: len(encoded)] = encoded
-    causes = [bytes(row).rstrip(b"\0").decode(errors="replace") for row in _allgather(buffer, what)]
+    causes = _allgather_texts(cause, CAUSE_BYTES, what)
     failed = [f"process {k} of {len(causes)}: {c}" for k, c in enumerate(causes) if c]
     if not failed:
         return result
     if len(failed) == len(causes) and len(set(causes)) == 1 and not advice:
         raise ValueError(causes[0])  # the same on every process (a bad flag): as one process says it
     raise ValueError(f"{what} failed on {'; '.join(failed)}" + (f". {advice}" if advice else ""))
+
+
+def _allgather_texts(text: str, size: int, what: str) -> list[str]:
+    """Every process's `text`, its first `size` bytes."""
+    encoded = np.frombuffer(text.encode()[:size], np.uint8)
+    buffer = np.zeros(size, np.uint8)
+    buffer[: len(encoded)] = encoded
+    return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in _allgather(buffer, what)]
+
+
+def agreed_hosts() -> list[str]:
+    """Every process's host name, by process index: how a lost process is named."""
+    return _allgather_texts(socket.gethostname(), HOST_BYTES, "sharing host names")
 
 
 def _process_0_view(values: np.ndarray, what: str) -> np.ndarray:
@@ -1019,6 +1056,7 @@ def compile_calls(
     chunk = len(calls[0].rows)
     printer = None if args.quiet else ft.ProgressPrinter(combo.config)
     WATCHDOG.doing(f"tracing and compiling {combo.label}")
+    resumes = [agreed_resume_point(combo, call) for call in calls]
     programs = CallPrograms(combo.config, mesh, chunk, *_reporters(printer))
     if args.checkpoint_every:
         processes = jax.process_count()
@@ -1028,7 +1066,6 @@ def compile_calls(
             checkpoints.check_disk(combo.folder, programs.state_bytes() // processes, chunk // processes)
 
         agreed(f"checking the disk of {combo.folder}", check_disk)
-    resumes = [agreed_resume_point(combo, call) for call in calls]
     programs.compile(with_init=None in resumes)
     print(f"{combo.label}: compiled in {programs.compile_seconds:.1f} s", flush=True)
     return programs, resumes
@@ -1039,23 +1076,24 @@ def agreed_resume_point(combo: Combination, call: Call) -> pathlib.Path | None:
     process resumes from its file if there is one. Several resume from the checkpoint process 0's
     manifest names, once every process has found its part of it whole (bytes and CRC-32 as the
     manifest says); a missing or damaged part stops every process with the same message. Parts
-    no manifest names (a kill before the manifest was written) are ignored."""
-    if jax.process_count() == 1:
-        return call.checkpoint if call.checkpoint.exists() else None
+    no manifest names (a kill before the manifest was written) are ignored. A checkpoint written
+    by another number of processes is refused (`_written_by_others`)."""
     manifest = checkpoints.manifest_path(combo.folder, call.lo, call.hi)
     processes, process = jax.process_count(), jax.process_index()
+    if processes == 1:
+        if manifest.exists():
+            written = checkpoints.read_manifest(manifest)
+            raise _written_by_others(call, manifest, len(written["parts"]), written["evals_done"])
+        return call.checkpoint if call.checkpoint.exists() else None
 
     def read() -> list[int]:  # evals, then the bytes and CRC-32 of each process's part
         if process != 0 or not manifest.exists():
+            if process == 0 and call.checkpoint.exists():
+                raise _written_by_others(call, call.checkpoint, 1)
             return [0] * (1 + 2 * processes)
         written = checkpoints.read_manifest(manifest)
         if len(written["parts"]) != processes:
-            raise checkpoints.CorruptFileError(
-                f"checkpoint manifest {manifest} names {len(written['parts'])} parts, one per process "
-                f"of the sweep that wrote it, and this sweep runs {processes} processes. Resume with "
-                f"{len(written['parts'])} processes, or delete the call's checkpoint files "
-                f"({manifest.stem}*) on every host to train its agents from the start"
-            )
+            raise _written_by_others(call, manifest, len(written["parts"]), written["evals_done"])
         return [written["evals_done"], *(v for p in written["parts"] for v in (p["bytes"], p["crc32"]))]
 
     what = f"reading the checkpoint manifest of {call.name}"
@@ -1079,6 +1117,20 @@ def agreed_resume_point(combo: Combination, call: Call) -> pathlib.Path | None:
         "from the start, then rerun the same command",
     )
     return part
+
+
+def _written_by_others(call: Call, path: pathlib.Path, writers: int, evals: int | None = None) -> ValueError:
+    """The refusal of a checkpoint (`path`: its manifest, or one process's file) that `writers`
+    processes wrote: each wrote its own rows of the call's state, so only as many resume it."""
+    count = lambda n: "one process" if n == 1 else f"{n} processes"
+    how = "without --distributed" if writers == 1 else f"with --distributed in {writers} processes"
+    at = f" at eval {evals}" if evals else ""
+    return ValueError(
+        f"{call.name} have a checkpoint{at} written by {count(writers)} ({path}), and this sweep "
+        f"runs {count(jax.process_count())}: a checkpoint resumes only in as many processes as wrote "
+        f"it. Run the same command {how} to resume it, or delete the call's checkpoint files "
+        f"({path.stem}*) on every host to train its agents from the start"
+    )
 
 
 def save_call_checkpoint(combo: Combination, call: Call, state, metrics: dict, meta: dict) -> None:
@@ -1271,6 +1323,8 @@ def run_combination(
 def run_sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None = None) -> pathlib.Path:
     """The sweep `args` describe; `cpu_layout` is the host device count main chose (reported on CPU)."""
     init_distributed(args)
+    if jax.process_count() > 1:
+        supervise.report(jax.process_index(), jax.process_count(), agreed_hosts())
     # Heartbeats come from the first device, which process 0 holds: only it watches.
     watch = jax.process_index() == 0 and args.watchdog
     with WATCHDOG.watching(args.watchdog) if watch else contextlib.nullcontext():
@@ -1300,9 +1354,9 @@ def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Pa
         print(f"  {cpu_layout.report(jax.local_device_count())}")
     if jax.process_count() > 1:
         print(
-            f"  if a process dies, the others end within {HEARTBEAT_TIMEOUT_S} s (at once if its "
-            "host closes its connections); then start every process again with the same command to "
-            "resume",
+            f"  process {jax.process_index()} on {socket.gethostname()}; if a process dies, the others "
+            f"end within {args.heartbeat_timeout + VERDICT_MARGIN_S} s, naming it; then, in every "
+            f"process, {STOP.resume_hint}",
             flush=True,
         )
     started = time.perf_counter()
@@ -1442,17 +1496,25 @@ def choose_cpu_devices(env_name: str) -> CpuLayout | None:
 
 
 def main(argv=None) -> None:
+    """The command line (argv None; with --distributed under a supervisor, see supervise.py), or
+    the sweep `argv` describes, in this process."""
     args = parse_args(argv)
+    command = shlex.join(["python", *sys.argv])
+    if args.distributed and argv is None and not supervise.is_child():
+        sys.exit(supervise.supervise(command, args.process_id, args.num_processes))
+    if supervise.is_child():
+        supervise.attach()
     layout = choose_cpu_devices(args.env)
-    resume = "rerun the same command to resume: python " + " ".join(sys.argv)
+    resume = f"rerun the same command to resume: {command}"
     STOP.install(resume)
     try:
         out = run_sweep(args, layout)
     except (ValueError, MemoryError) as error:
         sys.exit(f"sweep.py: error: {error}")
     except ProcessLost as lost:
-        print(f"sweep.py: error: {lost}; every process stops. {resume} (in every process)", flush=True)
-        os._exit(1)  # not through jax.distributed's shutdown barrier, which would wait for the lost one
+        wait = args.heartbeat_timeout + VERDICT_MARGIN_S
+        print(f"sweep.py: {lost}; waiting up to {wait} s for the runtime to name it", file=sys.stderr)
+        supervise.await_verdict(wait)  # no shutdown barrier: it would wait for the lost process
     except Interrupted as stop:
         print(f"{STOP.signal_name}: {stop}; every finished agent is written; {resume}", flush=True)
         sys.exit(143 if STOP.signal_name == "SIGTERM" else 130)
