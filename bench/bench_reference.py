@@ -4,6 +4,10 @@ iterations/s.
 
     python bench/bench_reference.py --learn --env CartpoleSwingup --seeds 8 [--iterations 5000] [--jobs 2]
     python bench/bench_reference.py --throughput --env CartpoleSwingup
+    python bench/bench_reference.py --learn --env CartpoleBalance --agent fasttd3_simbav2
+
+`--agent` is the reference's `--agent` and our `AGENT` (the SimbaV2 networks with `fasttd3_simbav2`),
+the same on both sides; the results file keys each task by its agent when it is not the default.
 
 Both sides get the reference's defaults for the task except the sizes a 2-core CPU needs, the same
 for both (`--num-envs`, `--num-eval-envs`, `--batch-size`, `--critic-hidden-dim`,
