@@ -125,17 +125,19 @@ def run_both(upstream, settings):
 def check_same(ours, theirs, settings, exact):
     """The normalizer (it sees every observation acted in and every sampled window) bit for bit,
     the parameters too if `exact`, else to float32 rounding. Both programs write the same
-    arithmetic in the same order, but XLA:CPU emits reductions with LLVM's `reassoc` flag and
-    contracts a * b + c into FMAs, so a sum's order and rounding follow how each program's loops
-    are fused and vectorized. On Brax they differ: after one learning iteration (TOTAL_TIMESTEPS 7)
-    parameters and losses are still bit-identical, but the normalizer variance differs in 3 of 4
-    entries by up to 2 ulp. Its first differing op is the sum over the batch of squared deviations
-    of the sampled next observations (`y.var(0)`): our buffer builds them as select(time-out,
-    final_obs ring, next slot) over [envs, windows, obs], which XLA fuses into that reduce and LLVM
-    vectorizes across the 8 windows of an env with a reassociated vector.reduce.fadd.v8f32, while
-    the file keeps next_obs in its buffer and sums it row by row, 4 columns per vector. By
-    iteration 24 parameters differ by a few ulp (the normalizer happens to agree again there). On
-    Pendulum the loops compile alike: exact."""
+    arithmetic in the same order, but XLA:CPU emits reductions as reassociable (LLVM `reassoc`)
+    and contracts a * b + c into FMAs, so rounding follows how each program is fused and
+    vectorized. On Pendulum they compile alike: exact. On Brax they do not. After one learning
+    iteration (TOTAL_TIMESTEPS 7) parameters and losses are bit-identical and only the normalizer
+    variance differs (3 of 4 entries, up to 2 ulp), in the sum of squared deviations of the
+    sampled next observations: our buffer builds them as select(time-out, final_obs ring, next
+    slot) over [envs, windows, obs], which XLA fuses into that reduce and LLVM vectorizes across
+    an env's 8 windows (vector.reduce.fadd.v8f32), while the file stores next_obs and sums it row
+    by row. That is not what moves the parameters by iteration 24 (a few ulp; the normalizer
+    agrees again there): with next_obs materialized first (an optimization barrier in our core)
+    they differ exactly as before. With per-iteration metrics (EVAL_INTERVAL 1, itself another
+    program) the first critic loss that differs is iteration 12's (learning starts at 6); the op
+    behind it is not pinned down."""
     ts_ours, ts_up = ours["runner_state"], theirs["runner_state"][0]
     for up_stat, ours_stat in zip(ts_up.obs_norm, ts_ours.obs_norm, strict=True):  # mean, var, count
         np.testing.assert_array_equal(up_stat, ours_stat)
