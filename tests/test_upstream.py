@@ -137,7 +137,10 @@ def check_same(ours, theirs, settings, exact):
     agrees again there): with next_obs materialized first (an optimization barrier in our core)
     they differ exactly as before. With per-iteration metrics (EVAL_INTERVAL 1, itself another
     program) the first critic loss that differs is iteration 12's (learning starts at 6); the op
-    behind it is not pinned down."""
+    behind it is not pinned down. It comes with one update per iteration: the same Brax run with
+    UPDATES_PER_STEP 2 gives bit-identical parameters and normalizer, and PRE_TANH_PENALTY 0.01
+    changes nothing. Likely cause: XLA drops a one-trip update loop and fuses its body with the
+    iteration around it (sampling, where the buffers differ), a two-trip loop keeps it apart."""
     ts_ours, ts_up = ours["runner_state"], theirs["runner_state"][0]
     for up_stat, ours_stat in zip(ts_up.obs_norm, ts_ours.obs_norm, strict=True):  # mean, var, count
         np.testing.assert_array_equal(up_stat, ours_stat)
