@@ -1,7 +1,7 @@
 """The single-file PureJaxRL contribution (`upstream/purejaxrl/fasttd3.py`) cannot drift from
-`purejax_fasttd3`: same task, seed and settings give the same normalizer (exactly), parameters (to
-float32 rounding) and metrics after a first chunk of iterations, on gymnax Pendulum-v1 and Brax
-inverted_pendulum.
+`purejax_fasttd3`: same task, seed and settings give the same normalizer (bit for bit), parameters
+(bit for bit on gymnax Pendulum-v1, to float32 rounding on Brax inverted_pendulum: see `check_same`)
+and metrics after a first chunk of iterations.
 
 The file imports PureJaxRL's `wrappers.py` as a file inside `purejaxrl/` does (`from wrappers
 import ...`); the tests put our stand-in (`test_purejaxrl_api.WRAPPERS_PY`) first on `sys.path`.
@@ -122,34 +122,53 @@ def run_both(upstream, settings):
     return ours, theirs
 
 
-def check_same(ours, theirs, settings):
+def check_same(ours, theirs, settings, exact):
+    """The normalizer (it sees every observation acted in and every sampled window) bit for bit,
+    the parameters too if `exact`, else to float32 rounding. Both programs write the same
+    arithmetic in the same order, but XLA:CPU emits reductions as reassociable (LLVM `reassoc`)
+    and contracts a * b + c into FMAs, so rounding follows how each program is fused and
+    vectorized. On Pendulum they compile alike: exact. On Brax they do not. After one learning
+    iteration (TOTAL_TIMESTEPS 7) parameters and losses are bit-identical and only the normalizer
+    variance differs (3 of 4 entries, up to 2 ulp), in the sum of squared deviations of the
+    sampled next observations: our buffer builds them as select(time-out, final_obs ring, next
+    slot) over [envs, windows, obs], which XLA fuses into that reduce and LLVM vectorizes across
+    an env's 8 windows (vector.reduce.fadd.v8f32), while the file stores next_obs and sums it row
+    by row. That is not what moves the parameters by iteration 24 (a few ulp; the normalizer
+    agrees again there): with next_obs materialized first (an optimization barrier in our core)
+    they differ exactly as before. With per-iteration metrics (EVAL_INTERVAL 1, itself another
+    program) the first critic loss that differs is iteration 12's (learning starts at 6); the op
+    behind it is not pinned down. It comes with one update per iteration: the same Brax run with
+    UPDATES_PER_STEP 2 gives bit-identical parameters and normalizer, and PRE_TANH_PENALTY 0.01
+    changes nothing. Likely cause: XLA drops a one-trip update loop and fuses its body with the
+    iteration around it (sampling, where the buffers differ), a two-trip loop keeps it apart."""
     ts_ours, ts_up = ours["runner_state"], theirs["runner_state"][0]
-    # The normalizer sees every observation acted in and every sampled window: exact.
     for up_stat, ours_stat in zip(ts_up.obs_norm, ts_ours.obs_norm, strict=True):  # mean, var, count
         np.testing.assert_array_equal(up_stat, ours_stat)
-    # Parameters to float32 rounding: on Pendulum one actor bias differs by one ulp after 50 iterations
-    # (the two programs are compiled differently; the cause is not pinned down).
-    close = lambda up, ours: np.testing.assert_allclose(up, ours, rtol=1e-5, atol=1e-6)  # noqa: E731
+    if exact:
+        same = np.testing.assert_array_equal
+    else:
+        same = lambda up, ours: np.testing.assert_allclose(up, ours, rtol=1e-5, atol=1e-6)  # noqa: E731
     for name in ("actor_params", "critic_params", "target_critic_params"):
-        jax.tree.map(close, getattr(ts_up, name), getattr(ts_ours, name))
+        jax.tree.map(same, getattr(ts_up, name), getattr(ts_ours, name))
     m_ours, m_up = ours["metrics"], theirs["metrics"]
     ended = m_up["returned_episode"]
     assert ended.any()
     train_return = m_up["returned_episode_returns"][ended].mean()
     np.testing.assert_allclose(train_return, m_ours["train_return"][0], rtol=1e-5)
     learning = np.arange(settings["TOTAL_TIMESTEPS"]) > settings["LEARNING_STARTS"]
+    # The file averages each iteration's losses, our core the chunk's: another sum order, so rtol.
     for key in ("critic_loss", "q_mean"):
         np.testing.assert_allclose(m_up[key][learning].mean(), m_ours[key][0], rtol=1e-5)
     np.testing.assert_array_equal(m_up["timestep"], (np.arange(len(learning)) + 1) * settings["NUM_ENVS"])
 
 
 def test_upstream_matches_ours_on_gymnax_pendulum(upstream):
-    check_same(*run_both(upstream, PENDULUM), PENDULUM)
+    check_same(*run_both(upstream, PENDULUM), PENDULUM, exact=True)
 
 
 def test_upstream_matches_ours_on_brax_inverted_pendulum(upstream):
     ours, theirs = run_both(upstream, BRAX)
-    check_same(ours, theirs, BRAX)
+    check_same(ours, theirs, BRAX, exact=False)
     # Episodes of at most 10 steps paying 1 per step.
     returns = theirs["metrics"]["returned_episode_returns"][theirs["metrics"]["returned_episode"]]
     assert np.all((returns >= 1) & (returns <= 10))

@@ -149,10 +149,8 @@ class Critic(nn.Module):
     @nn.compact
     def __call__(self, obs, action):
         x = mlp(jnp.concatenate([obs, action], -1), self.hidden_dim)
-        bias_init = torch_bias_init(self.hidden_dim // 4)
-        dense = nn.Dense(
-            self.num_atoms, kernel_init=torch_kernel_init, bias_init=bias_init
-        )
+        init = torch_bias_init(self.hidden_dim // 4)
+        dense = nn.Dense(self.num_atoms, kernel_init=torch_kernel_init, bias_init=init)
         return dense(x)
 
 
@@ -307,6 +305,7 @@ def make_train(config):
             # Clipped double Q: both critics learn the target with the lower mean.
             values = targets @ support
             target = jnp.where((values[0] < values[1])[:, None], targets[0], targets[1])
+            target = jnp.stack([target, target])  # [2, batch, atoms], not broadcast
 
             def loss_fn(params):
                 logits = twin_critic(params, obs, batch.action)
