@@ -497,6 +497,15 @@ def study_text(path) -> str:
             f"| {name} | {compute} | {share(held['solved'], held['seeds'])} | {num(held['mean'])} | "
             f"{num(held['worst'])} |"
         )
+    tuned = methods.get("grid", {}).get("tuning")
+    if tuned:
+        solved, points = tuned["points_solved"], tuned["points"]
+        lines += ["", f"On the tuning seed {solved} of the grid's {points} points solved the task."]
+        if solved >= 0.9 * points:
+            lines[-1] += (
+                " Where nearly every point solves, matching the best grid point says little about the "
+                "search methods; a space where most points fail is the harder test."
+            )
     return "\n".join(lines)
 
 
