@@ -8,15 +8,26 @@ the median of each. Writes bench/results/search_overhead_<device>.json.
 
     python bench/bench_search.py --agents 16 --repeats 20
 
-Study (`--study`): grid search, random search and PBT from one wide space on a gymnax task, each
+Study (`--study`): grid search, random search and PBT over one space on a gymnax task, each
 tuned on master seed 0 and judged on `--heldout-seeds` seeds of master seed 1 (the best grid
 point, the best random point, PBT's best schedule replayed with sweep.py --schedule). Every
 step is a sweep.py command (printed as it runs; results under --out), and the summary goes to
-bench/results/search_study_<task>.json: per method the tuning compute (agent-iterations), the
-pick, and on the held-out seeds the share solved, mean and worst final return. `--set KEY=V`
-passes a config override to every sweep (a smoke run: tiny networks and runs).
+bench/results/search_study_<task>.json after each method ("complete": false until the last):
+per method the tuning compute (agent-iterations, and its share of the grid's), the pick, and on
+the held-out seeds the share solved, mean and worst final return and every seed's final return.
+The space is the wide six-setting one of issue #23 (`SPACE`) unless `--space KEY=DIST:ARGS` is
+given (repeatable, as sweep.py --sample takes it); the grid takes `--grid-values` values of each
+range (log-spaced for log ranges, end points included). `--set KEY=V` passes a config override
+to every sweep (a smoke run: tiny networks and runs). Every sweep saves checkpoints every
+`--checkpoint-every` evaluations, so rerunning the same command after a kill resumes: finished
+sweeps are skipped by sweep.py, a killed one goes on from its last checkpoint.
 
-    python bench/bench_search.py --study --task Pendulum-v1 --grid-values 3 --samples 8
+    python bench/bench_search.py --study --task Pendulum-v1 --grid-values 3 --samples 72
+    # the committed Pendulum-v1 study: three settings, a 4 x 4 x 4 grid against 6 random points
+    # and a PBT population of 6 (each 9.4% of the grid's agent-iterations)
+    python bench/bench_search.py --study --task Pendulum-v1 --space CRITIC_LEARNING_RATE=log:1e-5,1e-2 \
+        --space ACTOR_LEARNING_RATE=log:1e-5,1e-2 --space TAU=log:0.005,0.5 --grid-values 4 \
+        --samples 6 --pbt-fraction 0.34 --out /tmp/search_study
 
 Fitness check (`--fitness-check RESULTS_DIR`): on a finished sweep's curves, how well candidate
 PBT fitnesses at an evaluation part-way (the last eval return, the mean of the last k) rank the
@@ -136,43 +147,95 @@ def sweep_command(out: pathlib.Path, task: str, seed: int, seeds: int, flags: li
             "--out", str(out), "--no-plots", "--quiet", *flags]  # fmt: skip
 
 
-def run(command: list[str]) -> None:
+def run(command: list[str]) -> float:
+    """Runs a sweep command; its wall seconds (a resumed or skipped sweep: this run's only)."""
     print("$", " ".join(command), flush=True)
+    start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
+    return time.perf_counter() - start
 
 
 def best_row(out: pathlib.Path) -> dict:
     """The top row of a finished sweep's summary.csv (ranked by solved share, then IQM)."""
+    return summary_rows(out)[0]
+
+
+def summary_rows(out: pathlib.Path) -> list[dict]:
     import csv
 
     with open(out / "summary.csv") as f:
-        return next(csv.DictReader(f))
+        return list(csv.DictReader(f))
+
+
+def sweep_seconds(out: pathlib.Path) -> dict:
+    """Compile and run seconds of a finished sweep, summed over its device calls."""
+    from plots.results import load_sweep
+
+    metas = [meta for combo in load_sweep(out)["combos"] for meta in combo["meta"]]
+    return {key: sum(float(m.get(key, 0.0)) for m in metas) for key in ("compile_seconds", "run_seconds")}
 
 
 def heldout(out: pathlib.Path) -> dict:
-    """Share solved, mean and worst final return of a held-out sweep's single point."""
+    """Share solved, mean and worst final return of a held-out sweep's single point, and every
+    seed's final return (seed order; a non-finite seed as None)."""
+    from plots.results import load_sweep
+
     row = best_row(out)
+    returns = np.asarray(load_sweep(out)["combos"][0]["arrays"]["metric_eval_return"], float)
+    finals = [float(v) if np.isfinite(v) else None for v in returns[:, -1]]
     return {"seeds": int(row["seeds"]), "solved": float(row["solved"]), "mean": float(row["mean"]),
-            "worst": float(row["min"]), "iqm": float(row["iqm"])}  # fmt: skip
+            "worst": float(row["min"]), "iqm": float(row["iqm"]), "finals": finals}  # fmt: skip
+
+
+def tuning_summary(out: pathlib.Path) -> dict:
+    """How the tuning sweep's points fared on the tuning seed(s): points, points whose every
+    seed solved, the best point's mean final return."""
+    rows = summary_rows(out)
+    return {
+        "points": len(rows),
+        "points_solved": sum(float(r["solved"]) == 1.0 for r in rows),
+        "best_mean": float(rows[0]["mean"]),
+    }
 
 
 def study(args: argparse.Namespace) -> dict:
-    space = search.parse_space(SPACE)
+    items = args.space or SPACE
+    space = search.parse_space(items, flag="--space")
     config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])  # what every sweep runs
     iterations = config["TOTAL_TIMESTEPS"]
-    base = [f"--set={item}" for item in args.set]
+    base = [f"--set={item}" for item in args.set] + ["--checkpoint-every", str(args.checkpoint_every)]
     out = pathlib.Path(args.out)
     grid = [f"{dim.key}={','.join(f'{v:.6g}' for v in grid_values(dim, args.grid_values))}" for dim in space]
-    sampled = [f for s in SPACE for f in ("--sample", s)] + ["--samples", str(args.samples)]
+    sampled = [f for s in items for f in ("--sample", s)] + ["--samples", str(args.samples)]
+    pbt = ["--pbt", "--pbt-every", str(args.pbt_every), "--pbt-fraction", str(args.pbt_fraction)]
+    grid_points = args.grid_values ** len(space)
+    pbt_config = search.PBTConfig(args.pbt_every, args.samples * args.tuning_seeds, args.pbt_fraction)
     methods = {
-        "grid": (args.grid_values ** len(space), [f for g in grid for f in ("--grid", g)]),
+        "grid": (grid_points, [f for g in grid for f in ("--grid", g)]),
         "random": (args.samples, sampled),
-        "pbt": (args.samples, [*sampled, "--pbt", "--pbt-every", str(args.pbt_every)]),
+        "pbt": (args.samples, [*sampled, *pbt]),
     }
-    result = {"task": args.task, "space": SPACE, "tuning_seed": 0, "heldout_seed": 1, "methods": {}}
+    result = {
+        "task": args.task,
+        "complete": False,
+        "space": list(items),
+        "grid_values": args.grid_values,
+        "grid": {g.partition("=")[0]: [float(v) for v in g.partition("=")[2].split(",")] for g in grid},
+        "samples": args.samples,
+        "pbt": {"every": args.pbt_every, "fraction": args.pbt_fraction, "replaced": pbt_config.replaced},
+        "overrides": list(args.set),
+        "iterations_per_agent": iterations,
+        "env_steps_per_agent": iterations * config["NUM_ENVS"],
+        "solved_at": sweep_threshold(args.task),
+        "tuning_seed": 0,
+        "tuning_seeds": args.tuning_seeds,
+        "heldout_seed": 1,
+        "heldout_seeds": args.heldout_seeds,
+        "methods": {},
+    }
     for name, (points, flags) in methods.items():
         tuned = out / f"{name}_tuning"
-        run(sweep_command(tuned, args.task, 0, args.tuning_seeds, base + flags))
+        tuning_wall = run(sweep_command(tuned, args.task, 0, args.tuning_seeds, base + flags))
         agents = points * args.tuning_seeds
         if name == "pbt":
             pick_flags = ["--schedule", str(tuned / "combo_000" / "schedule_best.json")]
@@ -182,15 +245,29 @@ def study(args: argparse.Namespace) -> dict:
             pick = {dim.key: float(row[dim.key]) for dim in space}
             pick_flags = [f"--set={k}={v!r}" for k, v in pick.items()]
         judged = out / f"{name}_heldout"
-        run(sweep_command(judged, args.task, 1, args.heldout_seeds, base + pick_flags))
+        heldout_wall = run(sweep_command(judged, args.task, 1, args.heldout_seeds, base + pick_flags))
         result["methods"][name] = {
             "tuning_agents": agents,
             "tuning_agent_iterations": agents * iterations,
+            "share_of_grid_compute": agents / (grid_points * args.tuning_seeds),
+            "tuning": tuning_summary(tuned),
             "pick": pick,
+            "heldout_agent_iterations": args.heldout_seeds * iterations,
             "heldout": heldout(judged),
+            "seconds": {
+                "tuning": {**sweep_seconds(tuned), "wall_this_run": tuning_wall},
+                "heldout": {**sweep_seconds(judged), "wall_this_run": heldout_wall},
+            },
         }
+        result["complete"] = len(result["methods"]) == len(methods)
         write(f"search_study_{args.task}", {**result, "environment": environment()})
     return result
+
+
+def sweep_threshold(task: str) -> float | None:
+    from plots.results import solved_threshold
+
+    return solved_threshold(task, None)
 
 
 def grid_values(dim: search.Dim, count: int) -> list[float]:
@@ -213,6 +290,20 @@ def main(argv=None) -> None:
     parser.add_argument("--tuning-seeds", type=int, default=1)
     parser.add_argument("--heldout-seeds", type=int, default=32)
     parser.add_argument("--pbt-every", type=int, default=4)
+    parser.add_argument(
+        "--pbt-fraction", type=float, default=0.25, help="study: share of PBT's population replaced"
+    )
+    parser.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="KEY=DIST:ARGS",
+        help="study: a searched setting as sweep.py --sample takes it (repeatable; default: the wide "
+        "six-setting space of issue #23)",
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=4, metavar="EVALS", help="study: every sweep's checkpoints"
+    )
     parser.add_argument("--out", default=str(ROOT / "results" / "search_study"))
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=V", help="study: a config override of every sweep"

@@ -495,14 +495,51 @@ def search_text() -> str:
         ]
     lines.append("")
     if studies:
-        names = ", ".join(src(path.name) for path in studies)
-        lines.append(f"The equal-compute comparison of grid, random search and PBT is in {names}.")
+        lines.append("\n\n".join(study_text(path) for path in studies))
     else:
         lines.append(
             "Whether random search or PBT match the best grid point on held-out seeds with a tenth of "
             "its compute is not measured yet: the study is scripted (`bench/bench_search.py --study`) "
             "but has not been run."
         )
+    return "\n".join(lines)
+
+
+def study_text(path) -> str:
+    """One equal-compute study (bench/bench_search.py --study): its design and, per method, the
+    tuning compute and the pick's held-out results."""
+    study = read_optional(path.name)
+    methods = study.get("methods") or {}
+    if not methods:
+        return f"The equal-compute comparison of grid, random search and PBT is in {src(path.name)}."
+    settings = ", ".join(item.partition("=")[0] for item in require(study, path.name, "space"))
+    seeds = require(study, path.name, "heldout_seeds")
+    lines = [
+        f"Equal compute on {study['task']} ({src(path.name)}"
+        + ("" if study.get("complete") else "; partial: not every method has finished")
+        + f"): grid, random search and PBT over {settings}, each tuned on master seed "
+        f"{study['tuning_seed']}; each method's pick (PBT's best schedule replayed) trained on {seeds} "
+        f"seeds of master seed {study['heldout_seed']}, which tuning never saw.",
+        "",
+        "| method | tuning agent-iterations | of the grid's | held-out solved | mean | worst seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, method in methods.items():
+        held = require(method, path.name, "heldout")
+        compute = f"{method['tuning_agent_iterations']:,} | {100 * method['share_of_grid_compute']:.1f}%"
+        lines.append(
+            f"| {name} | {compute} | {share(held['solved'], held['seeds'])} | {num(held['mean'])} | "
+            f"{num(held['worst'])} |"
+        )
+    tuned = methods.get("grid", {}).get("tuning")
+    if tuned:
+        solved, points = tuned["points_solved"], tuned["points"]
+        lines += ["", f"On the tuning seed {solved} of the grid's {points} points solved the task."]
+        if solved >= 0.9 * points:
+            lines[-1] += (
+                " Where nearly every point solves, matching the best grid point says little about the "
+                "search methods; a space where most points fail is the harder test."
+            )
     return "\n".join(lines)
 
 

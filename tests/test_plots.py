@@ -334,3 +334,41 @@ def test_throughput_plot(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_png(plot_throughput.main([str(empty), str(tmp_path / "none.png")]))
+
+
+def test_search_study_figure(tmp_path):
+    """bench_search.py --study's JSON, partial (two of three methods) and complete: a PNG beside
+    it with one strip of held-out seeds per method, every seed a dot."""
+    from matplotlib.collections import PathCollection
+
+    from plots import plot_search
+
+    def method(share, finals):
+        solved = sum(v is not None and v >= -200 for v in finals) / len(finals)
+        valid = [v for v in finals if v is not None]
+        return {
+            "tuning_agents": round(64 * share),
+            "share_of_grid_compute": share,
+            "heldout": {"seeds": len(finals), "solved": solved, "mean": float(np.mean(valid)),
+                        "worst": min(valid), "iqm": float(np.mean(valid)), "finals": finals},
+        }  # fmt: skip
+
+    study = {
+        "task": "Pendulum-v1",
+        "complete": False,
+        "space": ["TAU=log:0.005,0.5", "CRITIC_LEARNING_RATE=log:1e-5,1e-2"],
+        "solved_at": -200.0,
+        "tuning_seed": 0,
+        "heldout_seed": 1,
+        "heldout_seeds": 4,
+        "methods": {"grid": method(1.0, [-150.0, -160.0, -900.0, -140.0]),
+                    "random": method(0.094, [-170.0, None, -155.0, -150.0])},
+    }  # fmt: skip
+    path = tmp_path / "search_study_Pendulum-v1.json"
+    path.write_text(json.dumps(study))
+    assert plot_search.main([str(path)]) == [path.with_suffix(".png")]
+    assert_png(path.with_suffix(".png"))
+    study["methods"]["pbt"], study["complete"] = method(0.094, [-145.0, -150.0, -160.0, -170.0]), True
+    fig = plot_search.study_figure(study)
+    dots = [len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert dots == [4, 4, 4] and "PARTIAL" not in fig._suptitle.get_text()

@@ -98,3 +98,11 @@ def test_optional_results_are_picked_up(tmp_path, monkeypatch):
     assert "not measured yet" in render_post.search_text()
     (tmp_path / "search_study_Pendulum-v1.json").write_text(json.dumps({"methods": {}}))
     assert "`bench/results/search_study_Pendulum-v1.json`" in render_post.search_text()
+    heldout = {"seeds": 32, "solved": 0.96875, "mean": -150.25, "worst": -412.5}
+    study = {"task": "Pendulum-v1", "space": ["TAU=log:0.005,0.5"], "tuning_seed": 0, "heldout_seed": 1,
+             "heldout_seeds": 32, "complete": False,
+             "methods": {"grid": {"tuning_agent_iterations": 128000, "share_of_grid_compute": 1.0,
+                                  "heldout": heldout}}}  # fmt: skip
+    (tmp_path / "search_study_Pendulum-v1.json").write_text(json.dumps(study))
+    text = render_post.search_text()
+    assert "| grid | 128,000 | 100.0% | 31/32 | -150.2 | -412.5 |" in text and "partial" in text

@@ -179,6 +179,64 @@ def test_parent_on_another_device_is_copied_exactly():
     assert "sharded exploit exact" in proc.stdout
 
 
+TWO_PROCESSES = """
+import sys
+sys.path.insert(0, "tests")
+import jax
+process, port = int(sys.argv[1]), int(sys.argv[2])
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process)
+import numpy as np, search, purejax_fasttd3 as ft
+import test_search as t
+assert jax.device_count() == 4 and jax.local_device_count() == 2
+runner, space = t._population()
+runner = jax.tree.map(np.asarray, runner)  # the same on both processes
+mesh = jax.sharding.Mesh(np.array(jax.devices()), ("agents",))
+rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
+shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+shardings = jax.tree.map(lambda a: rows if a == 0 else shared, ft.RUNNER_AXES, is_leaf=lambda x: x is None)
+place = lambda s, x: jax.make_array_from_callback(x.shape, s, lambda index: x[index])
+placed = jax.tree.map(lambda s, sub: jax.tree.map(lambda x: place(s, x), sub), shardings, runner)
+owners = [d.process_index for d in mesh.devices.flat]  # rows 0-3 on one process, 4-7 on the other
+assert owners[0] == owners[1] != owners[2] == owners[3]
+config = search.PBTConfig(every=1, population=8, fraction=0.25)
+fitness = np.array([-5.0, -4.0, 1.0, 2.0, 3.0, 4.0, 8.0, 9.0], np.float32)  # parents: process 1's rows
+step = search.Search(0, shardings, search.Plan(space, config))._step
+after, record = step(placed, search._replicated(fitness, shardings), search.generation_key(0, 1))
+assert after.hparams["TAU"].sharding == rows
+t._check_exploit(runner, search._host(after), search._host(record), fitness, space, config)
+print(f"process {process}: exploit across processes exact")
+"""
+
+
+def test_parent_on_another_process_is_copied_exactly(tmp_path):
+    """Two processes on localhost, two CPU devices each: the bottom rows (process 0's devices)
+    take the complete state of top rows that live on process 1's, and both processes see the
+    exact copy."""
+    from test_distributed import _free_port
+
+    port = _free_port()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    logs = [tmp_path / f"process{i}.log" for i in range(2)]
+    procs = []
+    for i, log in enumerate(logs):
+        with open(log, "w") as out:  # a file: no pipe fills up
+            cmd = [sys.executable, "-c", TWO_PROCESSES, str(i), str(port)]
+            procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT))
+    try:
+        for proc in procs:
+            proc.wait(timeout=600)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for i, (proc, log) in enumerate(zip(procs, logs)):
+        text = log.read_text()
+        assert proc.returncode == 0, text[-3000:]
+        assert f"process {i}: exploit across processes exact" in text
+
+
 # ------------------------------------------------------------------------------------ refusals
 def _plan(*flags):
     return sweep.plan_sweep(
