@@ -75,6 +75,16 @@ def agents_wall_time_figure(
     return fig
 
 
+def _return_axes(fig, ax, xlabel: str, ylabel: str, title: str):
+    """Labels, grid and legend of an eval-return-against-env-steps figure; returns the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
 def learning_points_figure(agents: list[dict[int, float]], published: dict[int, float], title: str):
     """Eval return against env steps: each agent's measured points joined, the published points
     as markers."""
@@ -94,12 +104,7 @@ def learning_points_figure(agents: list[dict[int, float]], published: dict[int, 
         markersize=8,
         label="PyTorch reference (published)",
     )
-    ax.set_xlabel("env steps (millions)")
-    ax.set_ylabel("mean eval return")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return fig
+    return _return_axes(fig, ax, "env steps (millions)", "mean eval return", title)
 
 
 def peer_curves_figure(curves: list[dict], threshold: float, title: str):
@@ -109,9 +114,4 @@ def peer_curves_figure(curves: list[dict], threshold: float, title: str):
     for curve, color in zip(curves, category_colors(len(curves))):
         ax.plot(curve["env_steps"], curve["mean_eval_return"], color=color, label=curve["label"])
     ax.axhline(threshold, color="k", linestyle=":", linewidth=1, label=f"solved at {threshold:g}")
-    ax.set_xlabel("env steps per agent")
-    ax.set_ylabel("mean eval return over seeds")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return fig
+    return _return_axes(fig, ax, "env steps per agent", "mean eval return over seeds", title)

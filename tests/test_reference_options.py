@@ -120,31 +120,21 @@ def test_simnorm_actor_and_critic_match_numpy():
     p = jax.tree.map(_f64, _params(a_params))
     assert p["Dense_2"]["kernel"].shape == (8, SEQ * DIM)  # h/2 -> seq_len * sim_dimension
     x = relu_layers(_f64(obs), p, 2)
-    x = ref.simnorm_linear(
-        x,
-        p["Dense_2"]["kernel"],
-        p["Dense_2"]["bias"],
-        p["LayerNorm_0"]["scale"],
-        p["LayerNorm_0"]["bias"],
-        SEQ,
-        DIM,
-    )
+    x = simnorm_head(x, p)
     np.testing.assert_allclose(x.reshape(6, SEQ, DIM).sum(-1), 1.0, rtol=1e-12)  # points on simplices
     want = np.tanh(x @ p["head"]["kernel"] + p["head"]["bias"])
     np.testing.assert_allclose(_f64(actor.apply(a_params, obs)), want, rtol=2e-5, atol=2e-6)
     p = jax.tree.map(_f64, _params(c_params))
     x = relu_layers(np.concatenate([_f64(obs), _f64(action)], -1), p, 2)
-    x = ref.simnorm_linear(
-        x,
-        p["Dense_2"]["kernel"],
-        p["Dense_2"]["bias"],
-        p["LayerNorm_0"]["scale"],
-        p["LayerNorm_0"]["bias"],
-        SEQ,
-        DIM,
-    )
+    x = simnorm_head(x, p)
     want = x @ p["Dense_3"]["kernel"] + p["Dense_3"]["bias"]
     np.testing.assert_allclose(_f64(critic.apply(c_params, obs, action)), want, rtol=2e-5, atol=2e-6)
+
+
+def simnorm_head(x, p):
+    """The reference's SimNorm layer on x with the network's third Dense and its LayerNorm."""
+    dense, norm = p["Dense_2"], p["LayerNorm_0"]
+    return ref.simnorm_linear(x, dense["kernel"], dense["bias"], norm["scale"], norm["bias"], SEQ, DIM)
 
 
 def relu_layers(x, p, count):
