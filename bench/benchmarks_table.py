@@ -22,7 +22,7 @@ import json
 import pathlib
 import sys
 
-from plots.results import agent_curves, iqm
+from plots.results import agent_curves, returns_at
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -186,9 +186,9 @@ def _episodes(record) -> str:
 def seed_table(env: str, files: list[tuple[str, dict]]) -> list[str]:
     """Every agent of every gpu_proof learning file of one task on one card, side by side, with
     the mean and, at each published point, how many agents reached it (mean, IQM, worst)."""
-    curves = [curve for _, record in files for curve in agent_curves(record)]
+    labels, curves = zip(*(curve for _, record in files for curve in agent_curves(record)), strict=True)
     published = PUBLISHED_T1 if env == "T1JoystickFlatTerrain" else {}
-    steps = sorted({s for _, curve in curves for s in curve})
+    steps = sorted({s for curve in curves for s in curve})
     episodes = {record.get("num_eval_envs") for _, record in files} - {None}
     lines = [
         f"{env} learning at the reference settings: every agent's eval return (column sMaK: agent "
@@ -197,24 +197,22 @@ def seed_table(env: str, files: list[tuple[str, dict]]) -> list[str]:
         + (f", {'/'.join(map(str, sorted(episodes)))} evaluation episodes per point" if episodes else "")
         + ":",
         "",
-        "| env steps | " + " | ".join(label for label, _ in curves) + " | mean | published (PyTorch) |",
+        "| env steps | " + " | ".join(labels) + " | mean | published (PyTorch) |",
         "|---|" + "---|" * (len(curves) + 2),
     ]
     for step in steps:
-        values = [curve.get(step) for _, curve in curves]
-        known = [v for v in values if v is not None]
-        mean = f"{sum(known) / len(known):.2f}" + ("" if len(known) == len(values) else f" ({len(known)})")
-        cells = " | ".join("" if v is None else f"{v:.2f}" for v in values)
+        at = returns_at(curves, step)
+        mean = f"{at['mean']:.2f}" + ("" if at["agents"] == len(curves) else f" ({at['agents']})")
+        cells = " | ".join(f"{curve[step]:.2f}" if step in curve else "" for curve in curves)
         reference = _f(published[step], 2) if step in published else ""
         lines.append(f"| {step:,} | {cells} | {mean} | {reference} |")
     for step in (s for s in steps if s in published):
-        known = sorted(curve[step] for _, curve in curves if step in curve)
-        above = sum(v >= published[step] for v in known)
+        at = returns_at(curves, step)
+        above = sum(v >= published[step] for v in at["values"])
         lines += [
             "",
-            f"At {step:,} env steps {above} of {len(known)} agents reached the published "
-            f"{published[step]:.2f}: mean {sum(known) / len(known):.2f}, IQM {iqm(known):.2f}, "
-            f"worst {known[0]:.2f}.",
+            f"At {step:,} env steps {above} of {at['agents']} agents reached the published "
+            f"{published[step]:.2f}: mean {at['mean']:.2f}, IQM {at['iqm']:.2f}, worst {at['worst']:.2f}.",
         ]
     lines += [
         "",

@@ -259,7 +259,7 @@ def gpu_values() -> tuple[dict, dict]:
 def t1_values() -> tuple[dict, dict]:
     """The T1 learning section: every agent of the H200 learning files against the published
     points (the reference's published curve, spec §9.1)."""
-    from plots.results import agent_curves, iqm
+    from plots.results import agent_curves, returns_at
 
     records = {name: read_json(name) for name in T1_FILES}
     longest = records[T1_FILES[0]]
@@ -268,27 +268,25 @@ def t1_values() -> tuple[dict, dict]:
     curves = [curve for record in records.values() for _, curve in agent_curves(record)]
     steps = sorted({step for curve in curves for step in curve})
 
-    def at(step):
-        return sorted(curve[step] for curve in curves if step in curve)
-
     def row(step):
-        known = at(step)
+        at = returns_at(curves, step)
         ref = num(published[step], 2) if step in published else ""
-        mean = sum(known) / len(known)
-        return f"| {step:,} | {len(known)} | {mean:.2f} | {known[0]:.2f} | {known[-1]:.2f} | {ref} |"
+        return (
+            f"| {step:,} | {at['agents']} | {at['mean']:.2f} | {at['worst']:.2f} | {at['best']:.2f} | {ref} |"
+        )
 
-    five, ten = (at(step) for step in T1_PUBLISHED_STEPS)
+    five, ten = (returns_at(curves, step) for step in T1_PUBLISHED_STEPS)
     two_agents = records[T1_FILES[1]]
     values = {
         "t1_agents": str(len(curves)),
         "t1_masters": ", ".join(str(record.get("master_seed", 0)) for record in records.values()),
-        "t1_agents_5": str(len(five)),
-        "t1_above_5": str(sum(value >= published[T1_PUBLISHED_STEPS[0]] for value in five)),
-        "t1_mean_5": num(sum(five) / len(five), 2),
-        "t1_iqm_5": num(iqm(five), 2),
-        "t1_worst_5": num(five[0], 2),
-        "t1_agents_10": str(len(ten)),
-        "t1_ours_10": num(sum(ten) / len(ten), 2),
+        "t1_agents_5": str(five["agents"]),
+        "t1_above_5": str(sum(value >= published[T1_PUBLISHED_STEPS[0]] for value in five["values"])),
+        "t1_mean_5": num(five["mean"], 2),
+        "t1_iqm_5": num(five["iqm"], 2),
+        "t1_worst_5": num(five["worst"], 2),
+        "t1_agents_10": str(ten["agents"]),
+        "t1_ours_10": num(ten["mean"], 2),
         "t1_pub_5": num(published[T1_PUBLISHED_STEPS[0]], 2),
         "t1_pub_10": num(published[T1_PUBLISHED_STEPS[1]], 2),
         "t1_eval_episodes": str(longest["num_eval_envs"]),

@@ -158,6 +158,15 @@ def iqm(x, axis=None):
     return stats.trim_mean(x.ravel(), 0.25) if axis is None else stats.trim_mean(x, 0.25, axis=axis)
 
 
+def returns_at(curves: list[dict[int, float]], step: int) -> dict:
+    """The eval returns at `step` of the agents whose curve ({env steps: return}) reaches it,
+    sorted, with their count, mean, IQM, worst and best."""
+    values = sorted(curve[step] for curve in curves if step in curve)
+    mean = sum(values) / len(values)
+    return {"values": values, "agents": len(values), "mean": mean, "iqm": float(iqm(values)),
+            "worst": values[0], "best": values[-1]}  # fmt: skip
+
+
 def bootstrap_ci(x, statistic: Callable = iqm, reps: int = 2000, alpha: float = 0.05, seed: int = 0):
     """Percentile-bootstrap (1 - alpha) interval of `statistic` over seeds (axis 0 of x).
 
