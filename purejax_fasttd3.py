@@ -155,10 +155,25 @@ def _l2normalize(x):
     return x / (jnp.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)
 
 
+def orthogonal_init(key, shape, dtype=jnp.float32):
+    """A Haar-random matrix with orthonormal rows or columns (whichever side is shorter), the
+    distribution of torch's `orthogonal_`. QR is Gram-Schmidt, each column projected twice, in plain
+    jnp: jaxlib 0.10's LAPACK QR, batched over vmapped agents, deadlocks XLA's CPU thread pool."""
+    rows, cols = shape
+    tall = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
+
+    def next_column(j, q):  # columns not yet built are zero, so q @ q.T projects on the finished ones
+        v = tall[:, j]
+        for _ in range(2):
+            v = v - q @ (q.T @ v)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    q = jax.lax.fori_loop(0, tall.shape[1], next_column, jnp.zeros_like(tall))
+    return (q if rows >= cols else q.T).astype(dtype)
+
+
 def _hyper_dense(x, width: int, dtype):
-    dense = nn.Dense(
-        width, use_bias=False, dtype=dtype, param_dtype=jnp.float32, kernel_init=nn.initializers.orthogonal()
-    )
+    dense = nn.Dense(width, use_bias=False, dtype=dtype, param_dtype=jnp.float32, kernel_init=orthogonal_init)
     return dense(x).astype(jnp.float32)
 
 

@@ -200,6 +200,27 @@ def test_simbav2_init_is_the_references():
     np.testing.assert_array_equal(head[3], 0.0)
 
 
+@pytest.mark.parametrize("shape", [(6, 8), (32, 8), (8, 8)])
+def test_orthogonal_init_is_numpys_sign_fixed_qr(shape):
+    """Q of NumPy's QR of the same Gaussian draw, signs fixed so diag(R) > 0 (torch's
+    `orthogonal_`), transposed back when the kernel is wide."""
+    key = jax.random.PRNGKey(3)
+    tall = np.asarray(jax.random.normal(key, (max(shape), min(shape))), np.float64)
+    q, r = np.linalg.qr(tall)
+    want = q * np.sign(np.diag(r))
+    want = want if shape[0] >= shape[1] else want.T
+    np.testing.assert_allclose(ft.orthogonal_init(key, shape), want, atol=2e-5)
+
+
+def test_vmapped_simbav2_init_calls_no_lapack():
+    """Agents' SimbaV2 networks initialize under vmap without a LAPACK custom call (jaxlib 0.10's
+    batched QR deadlocked the CPU thread pool in a bench run)."""
+    critic = ft.SimbaV2Critic(7, HIDDEN, 1)
+    init = jax.vmap(lambda k: critic.init(k, jnp.zeros((1, 3)), jnp.zeros((1, 2))))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    assert "custom_call" not in jax.jit(init).lower(keys).as_text()
+
+
 @pytest.mark.parametrize("num_blocks", [1, 2])
 def test_simbav2_actor_and_critic_match_numpy(num_blocks):
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
