@@ -541,7 +541,8 @@ class BraxBase:
 
         self.backend = brax_envs.get_environment(env_name, backend=backend)
         self.name = env_name
-        self.obs_dim = int(self.backend.observation_size)
+        # Traced, not run: Brax's observation_size runs a reset eagerly, op by op (45 s on CPU).
+        self.obs_dim = int(jax.eval_shape(self.backend.reset, jax.random.PRNGKey(0)).obs.shape[-1])
         self.action_dim = int(self.backend.action_size)
         self.privileged_dim = 0
 

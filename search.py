@@ -32,7 +32,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.stats import qmc
 
 import checkpoints
 import purejax_fasttd3 as ft
@@ -143,6 +142,8 @@ def sample_points(space: tuple[Dim, ...], n: int, seed: int) -> list[dict[str, f
     draws), reproducible from `seed`; values are float32 as the agents use them."""
     if not space:
         return [{} for _ in range(n)]
+    from scipy.stats import qmc  # here: scipy.stats takes 1.5 s to import, and sweep.py imports us
+
     unit = qmc.Halton(d=len(space), scramble=True, seed=seed).random(n)
     columns = [
         np.clip(from_unit(dim, unit[:, d]), dim.lo, dim.hi).astype(np.float32) for d, dim in enumerate(space)

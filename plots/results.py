@@ -30,7 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 FORMAT = "fasttd3x-sweep/1"
 # Agents with a non-finite value in any of these are counted as diverged and left out of stats.
@@ -155,7 +154,9 @@ def iqm(x, axis=None):
     x = np.asarray(x, float)
     if x.size == 0:
         return np.nan
-    return stats.trim_mean(x.ravel(), 0.25) if axis is None else stats.trim_mean(x, 0.25, axis=axis)
+    x = np.sort(x.ravel() if axis is None else np.moveaxis(x, axis, -1), axis=-1)
+    cut = int(0.25 * x.shape[-1])  # values dropped at each end (as scipy's trim_mean counts them)
+    return x[..., cut : x.shape[-1] - cut].mean(-1)
 
 
 def returns_at(curves: list[dict[int, float]], step: int) -> dict:

@@ -100,10 +100,8 @@ def test_playground_auto_reset_keeps_final_obs(cartpole):
     keys, (out, obs, steps) = _rollout(cartpole, 0.3)
 
     def raw_obs_at(n):
-        def run(key):
-            state = task.reset(key)
-            for _ in range(n):
-                state = task.step(state, jnp.array([0.3]))
+        def run(key):  # a loop, not n inlined MJX steps: one step body to compile
+            state = jax.lax.fori_loop(0, n, lambda _, s: task.step(s, jnp.array([0.3])), task.reset(key))
             return state.obs
 
         return np.asarray(jax.jit(jax.vmap(run))(keys[0]))
@@ -127,7 +125,7 @@ def test_playground_first_state_reset_restores_each_envs_first_state():
     assert config["RESET_MODE"] == "first_state"  # the Playground default, as in the reference
     env = envs.make_env(config)
     keys, (out, obs, steps) = _rollout(env, 0.3)
-    first_obs = np.asarray(jax.vmap(lambda k: env.reset(k).obs)(keys[0]))
+    first_obs = np.asarray(jax.jit(jax.vmap(lambda k: env.reset(k).obs))(keys[0]))  # jit: MJX eagerly is slow
     for t in (EPISODE - 1, 2 * EPISODE - 1):
         assert out.done[t].all() and out.truncated[t].all()
         np.testing.assert_allclose(obs[t], first_obs, rtol=1e-6)
@@ -180,7 +178,7 @@ def _dot_precisions(lowered_text: str) -> list[str]:
 @pytest.mark.slow
 def test_playground_physics_at_highest_precision(cartpole):
     """PHYSICS_PRECISION="highest" (the default) reaches every matmul of MJX's traced step."""
-    state = cartpole.reset(jax.random.PRNGKey(0))
+    state = jax.eval_shape(cartpole.reset, jax.random.PRNGKey(0))  # shapes suffice to lower
     lowered = jax.jit(cartpole.step).lower(state, jnp.zeros(cartpole.action_dim), jax.random.PRNGKey(1))
     precisions = _dot_precisions(lowered.as_text())
     assert precisions and set(precisions) == {"HIGHEST"}, precisions

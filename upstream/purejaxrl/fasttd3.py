@@ -62,7 +62,8 @@ class RawBraxWrapper:
     def __init__(self, env_name):
         self._env = envs.get_environment(env_name, backend="mjx")
         self.action_size = self._env.action_size
-        self.observation_size = self._env.observation_size
+        obs = jax.eval_shape(self._env.reset, jax.random.PRNGKey(0)).obs  # traced
+        self.observation_size = obs.shape[-1]
 
     def reset(self, key, params=None):
         with jax.default_matmul_precision("highest"):
