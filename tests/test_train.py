@@ -219,9 +219,9 @@ SOLVED = -200.0
 
 @pytest.fixture(scope="module")
 def default_job():
-    """The default Pendulum-v1 job on 16 held-out seeds, vmapped and as 16 single runs."""
+    """The default Pendulum-v1 job on 8 held-out seeds, vmapped and as 8 single runs."""
     config = ft.make_config("Pendulum-v1")
-    rngs = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), 16)
+    rngs = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), 8)
     vmapped = np.asarray(jax.jit(jax.vmap(ft.make_train(config)))(rngs)["metrics"]["eval_return"][:, -1])
     single = jax.jit(ft.make_train(config))
     singles = np.array([float(single(rng)["metrics"]["eval_return"][-1]) for rng in rngs])
@@ -237,22 +237,22 @@ def _bootstrap_mean_ci(values, draws=5000, seed=0):
 @pytest.mark.slow
 def test_pendulum_learns_on_held_out_seeds(default_job):
     """The default job solves Pendulum-v1 on seeds nobody tuned on: the held-out report solves
-    63 of 64 (bench/results/peer_pendulum_cpu.json); a 16-seed sample must solve at least 14
+    63 of 64 (bench/results/peer_pendulum_cpu.json); an 8-seed sample must solve at least 7
     (vmapped and single runs alike), and the mean must reach -200."""
     for final in default_job:
-        assert (final >= SOLVED).sum() >= 14 and final.mean() >= SOLVED, final
+        assert (final >= SOLVED).sum() >= 7 and final.mean() >= SOLVED, final
 
 
 @pytest.mark.slow
 def test_vmapped_and_single_runs_share_a_distribution(default_job):
     """Whole runs differ agent by agent (rounding grows over a run), but vmapped agents and
     single runs draw final returns from one distribution: their bootstrap CIs of the mean
-    overlap and their solved shares are within two seeds of each other."""
+    overlap and their solved shares are within one seed of each other."""
     vmapped, singles = default_job
     low_v, high_v = _bootstrap_mean_ci(vmapped)
     low_s, high_s = _bootstrap_mean_ci(singles)
     assert low_v <= high_s and low_s <= high_v, (vmapped, singles)
-    assert abs((vmapped >= SOLVED).sum() - (singles >= SOLVED).sum()) <= 2
+    assert abs((vmapped >= SOLVED).sum() - (singles >= SOLVED).sum()) <= 1
 
 
 def test_bfloat16_matmuls_train(config, single_runs):
