@@ -408,11 +408,13 @@ def ours_config(task: str, settings: dict) -> dict:
 
 
 def run_ours(task: str, settings: dict, seeds: list[int]) -> dict[int, dict]:
-    """Our agents of `seeds`, vmapped in one program; seed s trains on PRNGKey(s)."""
+    """Our agents of `seeds`, vmapped in one program; seed s trains on PRNGKey(s). A line after
+    every evaluation: on CPU the program runs for up to an hour."""
     config = ours_config(task, settings)
     rngs = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     start = time.perf_counter()
-    out = jax.block_until_ready(jax.jit(jax.vmap(ft.make_train(config)))(rngs))
+    train = ft.make_train(config, progress=ft.ProgressPrinter(config))
+    out = jax.block_until_ready(jax.jit(jax.vmap(train))(rngs))
     seconds = time.perf_counter() - start
     returns = np.asarray(out["metrics"]["eval_return"], float)
     iterations = np.asarray(out["metrics"]["iteration"])[0].astype(int).tolist()
