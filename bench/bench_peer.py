@@ -1,21 +1,33 @@
-"""Our default Pendulum-v1 job and rejax 0.1.3 (TD3 and SAC) side by side, on the same seeds.
+"""Our default Pendulum-v1 job and rejax 0.1.3 (TD3 and SAC) side by side, on the same seeds,
+the same env-step budget and the same evaluation.
 
-For every master seed M the agents train on `jax.random.split(jax.random.PRNGKey(M), --seeds)`,
-vmapped in one program. The default master seeds 1 and 2 are report seeds, never used for tuning
-(tuning used master seed 0). Each side is compiled once and its compiled program then runs once
-per master seed; compile and run times are measured apart. Per algorithm it reports the run time
-and env steps until the mean eval return over seeds first reaches --threshold, the share of seeds
-whose final eval return reaches it, and the mean and min final return.
+For every master seed M each side trains `jax.random.split(jax.random.PRNGKey(M), --seeds)`
+agents, vmapped in one program. The default master seeds 1 and 2 are report seeds, never used for
+tuning (tuning used master seed 0). rejax runs its own tuned Pendulum configs, but to our env-step
+budget (32,000 env steps per agent) and with our evaluation: --eval-episodes episodes (our
+NUM_EVAL_ENVS, 16) every 1,600 env steps (our EVAL_INTERVAL iterations of NUM_ENVS envs), no
+evaluation before training. Both sides train one eval chunk per call of a compiled program and
+the host takes a timestamp after every evaluation, so every time below is measured, from the
+start of init to that evaluation, with compilation timed apart. One evaluation alone is timed
+too (on the final state), to show what evaluation costs each side. Per algorithm it reports the
+time and env steps until the mean eval return over seeds first reaches --threshold, the share of
+seeds whose final eval return reaches it, and the mean and worst final return.
+
+`--rejax-settings ours` moves rejax's configs to our loop's settings where rejax has a key for
+them (16 envs, 2 updates per iteration, our batch, learning rate, discount, target rate, replay
+size, warm-up and noise; `rejax_at_our_settings`), with its own networks and losses, and writes
+peer_pendulum_our_settings_<device>.json: the peer at our settings beside the peer at its own.
 
 rejax runs in its own throwaway virtualenv (built on first use, reused afterwards):
 `python -m venv`, `pip install rejax==0.1.3 six`, `pip install gymnax==0.0.9` (gymnax >= 1.0
 returns six values from `step`, which rejax 0.1.3 cannot unpack). `bench/peer_rejax_worker.py`
-runs there as a subprocess with rejax's own Pendulum configs.
+runs there as a subprocess. Each side runs alone, one after the other.
 
-    python bench/bench_peer.py [--seeds 32] [--master-seeds 1,2] [--threshold -200]
+    python bench/bench_peer.py [--seeds 16] [--master-seeds 1,2] [--threshold -200]
+                               [--rejax-settings own|ours]
                                [--rejax-venv ~/.cache/fasttd3x/rejax-venv] [--smoke]
 
-Writes bench/results/peer_pendulum_<device>.json (--smoke: a temporary folder instead).
+Writes bench/results/peer_pendulum[_our_settings]_<device>.json (--smoke: a temporary folder).
 """
 
 from __future__ import annotations
@@ -33,8 +45,9 @@ import time
 import jax
 import numpy as np
 
+import envs
 import purejax_fasttd3 as ft
-from common import compile_and_run, environment, write
+from common import Chunks, environment, write
 
 DEFAULT_VENV = "~/.cache/fasttd3x/rejax-venv"
 WORKER = pathlib.Path(__file__).resolve().with_name("peer_rejax_worker.py")
@@ -46,17 +59,39 @@ _VENV_CHECK = (
 )
 NAMES = {"ours": "FastTD3X (ours)", "rejax_td3": "rejax 0.1.3 TD3", "rejax_sac": "rejax 0.1.3 SAC"}
 
-# Time to threshold from one timed run: the run time at evaluation i is taken as
-# run_seconds * env_steps[i] / env_steps[-1], i.e. every chunk between two evaluations is assumed
-# to cost the same. For ours that is exact by construction: each eval chunk is the same scan of
-# EVAL_INTERVAL iterations followed by one evaluation, so eval i ends at (i + 1) / num_evals of
-# the run. For rejax it is the same for its chunks (eval_freq env steps of training, then one
-# evaluation of 128 episodes); its extra evaluation before training (at 0 env steps) is counted
-# as free, which understates rejax's times by at most one evaluation's share of the run.
-TIME_ASSUMPTION = (
-    "seconds at eval i = run_seconds * env_steps[i] / env_steps[-1] (chunks between evals do "
-    "identical work; rejax's initial evaluation at 0 env steps is counted as free)"
+TIMING = (
+    "measured: each side trains one eval chunk per call of its compiled program; seconds at eval "
+    "i run from the start of init to the host receiving eval i's returns; compilation excluded"
 )
+
+
+def rejax_at_our_settings(config: dict) -> dict:
+    """rejax's TD3 and SAC configs moved to our loop's settings, key for key where rejax has one:
+    envs stepped per iteration, updates per iteration, batch, learning rate, discount, target
+    rate (rejax's polyak is 1 - TAU), replay size and warm-up in transitions, TD3's actor delay,
+    target smoothing noise and clip, and one exploration noise at the middle of our per-env range
+    [STD_MIN, STD_MAX]. Networks, losses and gradient clipping stay rejax's: we have no key for
+    them in its configs."""
+    if config["ACTOR_LEARNING_RATE"] != config["CRITIC_LEARNING_RATE"]:
+        raise SystemExit("rejax has one learning rate: ours must use one for actor and critic")
+    shared = {
+        "num_envs": config["NUM_ENVS"],
+        "num_epochs": config["NUM_UPDATES"],
+        "batch_size": config["BATCH_SIZE"],
+        "learning_rate": config["CRITIC_LEARNING_RATE"],
+        "gamma": config["GAMMA"],
+        "polyak": 1.0 - config["TAU"],
+        "buffer_size": config["BUFFER_SIZE"] * config["NUM_ENVS"],
+        "fill_buffer": config["LEARNING_STARTS"] * config["NUM_ENVS"],
+    }
+    td3 = {
+        **shared,
+        "policy_delay": config["POLICY_FREQUENCY"],
+        "target_noise": config["POLICY_NOISE"],
+        "target_noise_clip": config["NOISE_CLIP"],
+        "exploration_noise": (config["STD_MIN"] + config["STD_MAX"]) / 2,
+    }
+    return {"td3": td3, "sac": shared}
 
 
 # ------------------------------------------------------------------------------------ rejax venv
@@ -103,8 +138,11 @@ def ensure_rejax_venv(venv: pathlib.Path) -> pathlib.Path:
     return python
 
 
-def run_rejax(python: pathlib.Path, master_seeds: list[int], seeds: int, total_timesteps: int | None) -> dict:
-    """Runs the worker in the rejax venv and returns its JSON."""
+def run_rejax(
+    python: pathlib.Path, master_seeds: list[int], seeds: int, budget: dict, overrides: dict
+) -> dict:
+    """Runs the worker in the rejax venv with `budget` (total_timesteps, eval_freq and
+    eval_episodes) and per-algorithm config `overrides`, and returns its JSON."""
     with tempfile.TemporaryDirectory(prefix="rejax_peer_") as tmp:
         out = pathlib.Path(tmp) / "rejax.json"
         command = [
@@ -113,8 +151,10 @@ def run_rejax(python: pathlib.Path, master_seeds: list[int], seeds: int, total_t
             "--seeds", str(seeds),
             "--out", str(out),
         ]  # fmt: skip
-        if total_timesteps is not None:
-            command += ["--total-timesteps", str(total_timesteps)]
+        for key, value in budget.items():
+            command += [f"--{key.replace('_', '-')}", str(value)]
+        if overrides:
+            command += ["--overrides", json.dumps(overrides)]
         print(f"$ {shlex.join(command)}", flush=True)
         # -I: isolated mode, so neither PYTHONPATH nor the worker's folder (bench/, with our
         # modules) is on its sys.path.
@@ -127,32 +167,44 @@ def run_rejax(python: pathlib.Path, master_seeds: list[int], seeds: int, total_t
 # ------------------------------------------------------------------------------------------ ours
 def run_ours(master_seeds: list[int], seeds: int, overrides: dict) -> dict:
     config = ft.make_config("Pendulum-v1", **overrides)
-    train = jax.jit(jax.vmap(ft.make_train(config)))
-    compiled = compile_s = None
+    num_evals = config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"]
+    env = envs.make_env(config)
+    nets = ft.make_networks(config, env.action_dim)
+    evaluate = jax.jit(
+        jax.vmap(
+            lambda r: ft.evaluate(nets, env, config, r.train_state, r.eval_states), in_axes=(ft.RUNNER_AXES,)
+        )
+    )
+    compile_s = None
     runs = []
-    metrics_env_steps = None
     for m in master_seeds:
-        rngs = jax.random.split(jax.random.PRNGKey(m), seeds)
-        if compiled is None:
-            out, compiled, compile_s, run_s = compile_and_run(train, rngs)
-            print(f"ours: compiled in {compile_s:.1f} s")
-        else:  # the same executable on the next master seed's keys, timed the same way
+        chunks = Chunks(config, seeds, seed=m)  # compiles, then runs init and the first chunk
+        compile_s = compile_s or chunks.compile_seconds
+        seconds = [chunks.init_seconds + chunks.first_chunk_seconds]
+        returns = [np.asarray(chunks.metrics["eval_return"])]
+        for _ in range(num_evals - 1):
+            seconds.append(seconds[-1] + chunks.step())
+            returns.append(np.asarray(chunks.metrics["eval_return"]))
+        returns = np.concatenate(returns, axis=1)  # [seeds, evals]
+        eval_s = []
+        for _ in range(3):  # the evaluation alone, on the final state, after a warm call
             start = time.perf_counter()
-            out = jax.block_until_ready(compiled(rngs))
-            run_s = time.perf_counter() - start
-        returns = np.asarray(out["metrics"]["eval_return"])  # [seeds, evals]
-        if "env_steps" in out["metrics"]:
-            metrics_env_steps = np.asarray(out["metrics"]["env_steps"])[0]
-        print(f"ours: master seed {m}: run {run_s:.1f} s, final mean {returns[:, -1].mean():.1f}")
-        runs.append({"master_seed": m, "run_seconds": run_s, "eval_return": returns.tolist()})
-    if hasattr(ft, "env_steps_at_evals"):
-        env_steps = np.asarray(ft.env_steps_at_evals(config), dtype=np.int64)
-    else:
-        env_steps = metrics_env_steps.astype(np.int64)
+            jax.block_until_ready(evaluate(chunks.runner))
+            eval_s.append(time.perf_counter() - start)
+        print(f"ours: master seed {m}: run {seconds[-1]:.1f} s, final mean {returns[:, -1].mean():.1f}")
+        runs.append(
+            {
+                "master_seed": m,
+                "run_seconds": seconds[-1],
+                "seconds_at_eval": seconds,
+                "eval_seconds": float(np.median(eval_s[1:])),
+                "eval_return": returns.tolist(),
+            }
+        )
     return {
         "config": config,
         "compile_seconds": compile_s,
-        "env_steps": env_steps.tolist(),
+        "env_steps": ft.env_steps_at_evals(config).tolist(),
         "eval_episodes": config["NUM_EVAL_ENVS"],
         "eval_policy": "deterministic actor, one episode on each of NUM_EVAL_ENVS envs",
         "runs": runs,
@@ -160,15 +212,15 @@ def run_ours(master_seeds: list[int], seeds: int, overrides: dict) -> dict:
 
 
 # -------------------------------------------------------------------------------------- summary
-def summarize(returns: np.ndarray, env_steps: np.ndarray, run_s: float, threshold: float) -> dict:
-    """Threshold statistics of [seeds, evals] eval returns from a run of `run_s` seconds."""
+def summarize(returns: np.ndarray, env_steps: np.ndarray, seconds_at_eval, threshold: float) -> dict:
+    """Threshold statistics of [seeds, evals] eval returns timed at `seconds_at_eval`."""
     mean = returns.mean(0)
     reached = np.flatnonzero(mean >= threshold)
     first = int(reached[0]) if reached.size else None
     final = returns[:, -1]
     return {
         "eval_index_at_threshold": first,
-        "seconds_to_threshold": None if first is None else run_s * float(env_steps[first] / env_steps[-1]),
+        "seconds_to_threshold": None if first is None else float(seconds_at_eval[first]),
         "env_steps_to_threshold": None if first is None else int(env_steps[first]),
         "share_final_at_threshold": float(np.mean(final >= threshold)),
         "mean_final_return": float(final.mean()),
@@ -178,13 +230,20 @@ def summarize(returns: np.ndarray, env_steps: np.ndarray, run_s: float, threshol
 
 
 def add_summaries(side: dict, threshold: float) -> None:
-    """Per master seed, and pooled: all seeds' returns with the mean run time of the runs."""
+    """Per master seed, and pooled: all seeds' returns at the mean times of the runs."""
     env_steps = np.asarray(side["env_steps"])
     for run in side["runs"]:
-        run["summary"] = summarize(np.asarray(run["eval_return"]), env_steps, run["run_seconds"], threshold)
+        run["summary"] = summarize(
+            np.asarray(run["eval_return"]), env_steps, run["seconds_at_eval"], threshold
+        )
     pooled = np.concatenate([np.asarray(run["eval_return"]) for run in side["runs"]])
-    mean_run_s = float(np.mean([run["run_seconds"] for run in side["runs"]]))
-    side["pooled"] = {"run_seconds": mean_run_s, **summarize(pooled, env_steps, mean_run_s, threshold)}
+    seconds = np.mean([run["seconds_at_eval"] for run in side["runs"]], axis=0)
+    side["pooled"] = {
+        "run_seconds": float(seconds[-1]),
+        "seconds_at_eval": seconds.tolist(),
+        "eval_seconds": float(np.mean([run["eval_seconds"] for run in side["runs"]])),
+        **summarize(pooled, env_steps, seconds, threshold),
+    }
 
 
 def _ratio(a, b):
@@ -218,8 +277,12 @@ def print_table(sides: dict, threshold: float, master_seeds: list[int]) -> dict:
                 f"{s['share_final_at_threshold']:>11.0%} {s['mean_final_return']:>10.1f} "
                 f"{s['min_final_return']:>9.1f}"
             )
-    print("(env steps are per agent: ours steps NUM_ENVS envs per iteration, rejax 1 env)")
-    print("('all': every seed's returns pooled, with the mean run time of the master seeds' runs)")
+    envs = [f"ours {sides['ours']['config']['NUM_ENVS']}"]
+    envs += [f"{NAMES[k]} {sides[k]['config']['num_envs']}" for k in ("rejax_td3", "rejax_sac")]
+    print(f"(env steps are per agent; envs stepped at once: {', '.join(envs)})")
+    print("('all': every seed's returns pooled, at the mean times of the master seeds' runs)")
+    for key, side in sides.items():
+        print(f"{NAMES[key]}: one evaluation alone takes {side['pooled']['eval_seconds']:.3f} s")
 
     ratios = {}
     ours = sides["ours"]
@@ -238,11 +301,18 @@ def print_table(sides: dict, threshold: float, master_seeds: list[int]) -> dict:
 # ----------------------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=32, help="seeds per master seed (vmapped)")
+    parser.add_argument("--seeds", type=int, default=16, help="seeds per master seed (vmapped)")
     parser.add_argument(
         "--master-seeds", default="1,2", help="comma-separated master seeds (0 was used for tuning)"
     )
     parser.add_argument("--threshold", type=float, default=-200.0)
+    parser.add_argument(
+        "--rejax-settings",
+        choices=("own", "ours"),
+        default="own",
+        help="rejax's tuned Pendulum configs, or those moved to our loop's settings "
+        "(rejax_at_our_settings); the second writes peer_pendulum_our_settings_<device>.json",
+    )
     parser.add_argument("--rejax-venv", default=DEFAULT_VENV, help="throwaway virtualenv for rejax 0.1.3")
     parser.add_argument(
         "--smoke",
@@ -255,15 +325,24 @@ def main() -> None:
         raise SystemExit("--master-seeds needs at least one seed and --seeds at least 1")
     seeds = 2 if args.smoke else args.seeds
     ours_overrides = {"TOTAL_TIMESTEPS": 200, "EVAL_INTERVAL": 100} if args.smoke else {}
-    rejax_timesteps = 1000 if args.smoke else None
+    config = ft.make_config("Pendulum-v1", **ours_overrides)
+    # rejax at our budget and evaluation: env steps per agent, env steps per eval chunk, episodes.
+    budget = {
+        "total_timesteps": config["TOTAL_TIMESTEPS"] * config["NUM_ENVS"],
+        "eval_freq": config["EVAL_INTERVAL"] * config["NUM_ENVS"],
+        "eval_episodes": config["NUM_EVAL_ENVS"],
+    }
 
     python = ensure_rejax_venv(pathlib.Path(os.path.expanduser(args.rejax_venv)).resolve())
 
-    # Back to back in one invocation: ours, then rejax TD3 and SAC (in one worker process).
+    # One side at a time: ours, then rejax TD3 and SAC (in one worker process).
     sides = {"ours": run_ours(master_seeds, seeds, ours_overrides)}
-    rejax_out = run_rejax(python, master_seeds, seeds, rejax_timesteps)
+    overrides = rejax_at_our_settings(config) if args.rejax_settings == "ours" else {}
+    rejax_out = run_rejax(python, master_seeds, seeds, budget, overrides)
     for name in ("td3", "sac"):
         sides[f"rejax_{name}"] = rejax_out["algos"][name]
+        if sides[f"rejax_{name}"]["env_steps"] != sides["ours"]["env_steps"]:
+            raise SystemExit(f"rejax {name} evaluated at other env steps than ours")
     for side in sides.values():
         add_summaries(side, args.threshold)
 
@@ -285,13 +364,17 @@ def main() -> None:
         "master_seeds": master_seeds,
         "seeds_per_master_seed": seeds,
         "threshold": args.threshold,
-        "time_assumption": TIME_ASSUMPTION,
+        "timing": TIMING,
+        "rejax_budget": budget,
+        "rejax_settings": args.rejax_settings,
+        "rejax_overrides": overrides,
         "ratio_rejax_over_ours_seconds_to_threshold": ratios,
         **sides,
         "rejax_environment": rejax_env,
         **info,
     }
-    name = f"peer_pendulum_{info['device'].replace(' ', '_')}"
+    settings = "_our_settings" if args.rejax_settings == "ours" else ""
+    name = f"peer_pendulum{settings}_{info['device'].replace(' ', '_')}"
     if args.smoke:
         write(name, result, pathlib.Path(tempfile.mkdtemp(prefix="peer_smoke_")))
     else:

@@ -3,10 +3,12 @@
 Runs inside the throwaway rejax virtualenv that `bench/bench_peer.py` builds (rejax==0.1.3, six,
 gymnax==0.0.9); it imports nothing from this repository. Seeds are
 `jax.random.split(jax.random.PRNGKey(master), seeds)` for every master seed, the same keys our
-side trains on. Each algorithm is compiled once (lower + compile, timed) and the compiled program
-then runs once per master seed (timed with block_until_ready, compile excluded).
+side trains on. Each algorithm trains one eval chunk per call of a compiled program (rejax's
+`train(train_state=...)` with total_timesteps == eval_freq), so the host takes a timestamp at
+every evaluation; compilation is timed apart, and so is one evaluation alone.
 
-    python peer_rejax_worker.py --master-seeds 1,2 --seeds 32 [--total-timesteps N] [--out PATH]
+    python peer_rejax_worker.py --master-seeds 1,2 --seeds 32 --total-timesteps N \
+        --eval-freq F --eval-episodes E [--algos td3,sac] [--overrides JSON] [--out PATH]
 """
 
 from __future__ import annotations
@@ -69,10 +71,9 @@ REJAX_PENDULUM = {
 }
 CONFIG_SOURCE = "keraJLi/rejax configs/gymnax/pendulum.yaml (td3 and sac entries)"
 
-# rejax 0.1.3's Algorithm.create installs an eval callback that runs
-# rejax.evaluate.evaluate(act, rng, env, env_params, 128, env_params.max_steps_in_episode):
-# 128 episodes (one per split of the rng), each until done or the step limit.
-EVAL_EPISODES = 128
+# rejax 0.1.3's Algorithm.create installs an eval callback of 128 episodes (one per split of the
+# rng, each until done or the step limit); --eval-episodes replaces the count, the policy stays.
+REJAX_EVAL_EPISODES = 128
 EVAL_POLICY = {
     # TD3.make_act applies the deterministic actor.
     "td3": "deterministic actor output",
@@ -96,74 +97,100 @@ def versions() -> dict:
     return out
 
 
-def eval_env_steps(name: str, algo, num_evals: int) -> list[int]:
-    """Env steps per agent at each of rejax's evaluations.
+def env_steps_per_chunk(name: str, algo) -> int:
+    """Env steps per agent in one call of `algo.train` with total_timesteps == eval_freq.
 
-    rejax 0.1.3 evaluates once before training (unless skip_initial_evaluation) and then after
-    each of ceil(total_timesteps / eval_freq) chunks. A chunk is a fori_loop of
-    ceil(eval_freq / num_envs) iterations of num_envs env steps (SAC: ReplayBufferMixin.train),
-    or ceil(eval_freq / (num_envs * policy_delay)) iterations of num_envs * policy_delay env steps
-    (TD3.train)."""
-    if name == "td3":
-        per_iteration = algo.num_envs * algo.policy_delay
-    else:
-        per_iteration = algo.num_envs
-    per_chunk = math.ceil(algo.eval_freq / per_iteration) * per_iteration
-    chunks = math.ceil(algo.total_timesteps / algo.eval_freq)
-    steps = [k * per_chunk for k in range(1, chunks + 1)]
-    if not algo.skip_initial_evaluation:
-        steps = [0] + steps
-    if len(steps) != num_evals:
-        raise RuntimeError(f"{name}: expected {len(steps)} evaluations, rejax returned {num_evals}")
-    return steps
+    A chunk is a fori_loop of ceil(eval_freq / num_envs) iterations of num_envs env steps
+    (SAC: ReplayBufferMixin.train), or ceil(eval_freq / (num_envs * policy_delay)) iterations of
+    num_envs * policy_delay env steps (TD3.train)."""
+    per_iteration = algo.num_envs * (algo.policy_delay if name == "td3" else 1)
+    return math.ceil(algo.eval_freq / per_iteration) * per_iteration
 
 
-def run_algo(name: str, config: dict, master_seeds: list[int], seeds: int) -> dict:
+def make_eval_callback(env, env_params, episodes: int):
+    """rejax's own evaluation (rejax.evaluate.evaluate with its policy, `algo.make_act`), with
+    `episodes` episodes instead of the 128 that Algorithm.create fixes, so both sides of the
+    comparison pay for the same number of evaluation episodes."""
+
+    def eval_callback(algo, ts, rng):
+        act = algo.make_act(ts)
+        return rejax.evaluate.evaluate(act, rng, env, env_params, episodes, env_params.max_steps_in_episode)
+
+    return eval_callback
+
+
+def make_programs(name: str, config: dict, eval_freq: int, eval_episodes: int):
+    """The algorithm set up to train one eval chunk per call, and its three vmapped programs:
+    init (keys -> train states), chunk (train state -> train state, evaluation) and the
+    evaluation alone (train state -> evaluation), so that the run is timed at every evaluation
+    from the host and the cost of one evaluation is measured apart."""
     algo_cls = rejax.get_algo(name)
-    algo = algo_cls.create(**copy.deepcopy(config))  # create pops keys from its argument
-    train = jax.jit(jax.vmap(algo.train))
+    chunk_config = {
+        **config,
+        "total_timesteps": eval_freq,
+        "eval_freq": eval_freq,
+        "skip_initial_evaluation": True,
+    }
+    algo = algo_cls.create(**copy.deepcopy(chunk_config))  # create pops keys from its argument
+    algo = algo.replace(eval_callback=make_eval_callback(algo.env, algo.env_params, eval_episodes))
+    init = jax.jit(jax.vmap(algo.init_state))
+    chunk = jax.jit(jax.vmap(lambda ts: algo.train(train_state=ts)), donate_argnums=0)
+    evaluate = jax.jit(jax.vmap(lambda ts: algo.eval_callback(algo, ts, ts.rng)))
+    return algo, init, chunk, evaluate
+
+
+def run_algo(
+    name: str, config: dict, master_seeds: list[int], seeds: int, eval_freq: int, eval_episodes: int
+) -> dict:
+    algo, init, chunk, evaluate = make_programs(name, config, eval_freq, eval_episodes)
+    per_chunk = env_steps_per_chunk(name, algo)
+    num_evals = math.ceil(config["total_timesteps"] / per_chunk)
+    env_steps = [per_chunk * (i + 1) for i in range(num_evals)]
 
     keys = {m: jax.random.split(jax.random.PRNGKey(m), seeds) for m in master_seeds}
-    first = keys[master_seeds[0]]
     log(f"{name}: compiling for {seeds} seeds")
     start = time.perf_counter()
-    compiled = train.lower(first).compile()
+    init_c = init.lower(keys[master_seeds[0]]).compile()
+    state_shape = jax.eval_shape(init, keys[master_seeds[0]])
+    chunk_c = chunk.lower(state_shape).compile()
+    eval_c = evaluate.lower(state_shape).compile()
     compile_s = time.perf_counter() - start
     log(f"{name}: compiled in {compile_s:.1f} s")
 
     runs = []
     for m in master_seeds:
         start = time.perf_counter()
-        ts, (lengths, returns) = jax.block_until_ready(compiled(keys[m]))
-        run_s = time.perf_counter() - start
-        lengths = np.asarray(lengths)  # [seeds, evals, episodes]
-        returns = np.asarray(returns)
-        log(f"{name}: master seed {m}: run {run_s:.1f} s, final mean {returns[:, -1].mean():.1f}")
+        ts = init_c(keys[m])
+        seconds, returns = [], []
+        for i in range(num_evals):
+            ts, (_, episode_returns) = chunk_c(ts)
+            returns.append(np.asarray(episode_returns).mean(-1))  # waits for the chunk
+            seconds.append(time.perf_counter() - start)
+            global_step = np.asarray(ts.global_step)
+            if np.any(global_step != env_steps[i]):
+                raise RuntimeError(f"{name}: global_step {global_step.tolist()} != {env_steps[i]}")
+        eval_s = []
+        for _ in range(3):  # the evaluation alone, on the final state, after a warm call
+            t = time.perf_counter()
+            jax.block_until_ready(eval_c(ts))
+            eval_s.append(time.perf_counter() - t)
+        returns = np.stack(returns, axis=1)  # [seeds, evals]
+        log(f"{name}: master seed {m}: run {seconds[-1]:.1f} s, final mean {returns[:, -1].mean():.1f}")
         runs.append(
             {
                 "master_seed": m,
-                "run_seconds": run_s,
-                # Mean over rejax's EVAL_EPISODES episodes, per seed and evaluation.
-                "eval_return": returns.mean(-1).tolist(),
-                "eval_episode_length_mean": float(lengths.mean()),
-                "final_global_step": np.asarray(ts.global_step).tolist(),
+                "run_seconds": seconds[-1],
+                "seconds_at_eval": seconds,
+                "eval_seconds": float(np.median(eval_s[1:])),
+                # Mean over the evaluation's episodes, per seed and evaluation.
+                "eval_return": returns.tolist(),
             }
         )
-
-    num_evals = len(runs[0]["eval_return"][0])
-    episodes = int(np.asarray(lengths).shape[-1])
-    if episodes != EVAL_EPISODES:
-        raise RuntimeError(f"{name}: expected {EVAL_EPISODES} eval episodes, got {episodes}")
-    env_steps = eval_env_steps(name, algo, num_evals)
-    for run in runs:
-        if any(g != env_steps[-1] for g in run["final_global_step"]):
-            raise RuntimeError(f"{name}: global_step {run['final_global_step']} != {env_steps[-1]}")
     return {
         "config": config,
         "compile_seconds": compile_s,
         "env_steps": env_steps,
-        "initial_evaluation": not algo.skip_initial_evaluation,
-        "eval_episodes": episodes,
+        "eval_episodes": eval_episodes,
         "eval_max_steps": int(algo.env_params.max_steps_in_episode),
         "eval_policy": EVAL_POLICY[name],
         "runs": runs,
@@ -176,14 +203,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=32, help="seeds per master seed (vmapped)")
     parser.add_argument("--algos", default="td3,sac")
     parser.add_argument(
-        "--total-timesteps",
-        type=int,
-        default=None,
-        help="override the config's total_timesteps (for smoke runs)",
+        "--total-timesteps", type=int, default=None, help="env steps per agent (default: the config's)"
+    )
+    parser.add_argument(
+        "--eval-freq", type=int, default=None, help="env steps between evaluations (default: the config's)"
+    )
+    parser.add_argument(
+        "--eval-episodes", type=int, default=REJAX_EVAL_EPISODES, help="episodes per evaluation"
+    )
+    parser.add_argument(
+        "--overrides",
+        default="{}",
+        help='JSON of config values to set per algorithm, e.g. {"td3": {"num_envs": 16}}',
     )
     parser.add_argument("--out", default=None, help="JSON path (default: stdout)")
     args = parser.parse_args()
     master_seeds = [int(s) for s in args.master_seeds.split(",") if s.strip()]
+    overrides = json.loads(args.overrides)
 
     device = jax.devices()[0]
     result = {
@@ -194,13 +230,22 @@ def main() -> None:
         "platform": device.platform,
         "master_seeds": master_seeds,
         "seeds": args.seeds,
+        "overrides": overrides,
         "algos": {},
     }
     for name in args.algos.split(","):
         config = copy.deepcopy(REJAX_PENDULUM[name])
+        unknown = set(overrides.get(name, {})) - set(config)
+        if unknown:
+            raise SystemExit(f"--overrides: {sorted(unknown)} are not keys of rejax's {name} config")
+        config.update(overrides.get(name, {}))
         if args.total_timesteps is not None:
             config["total_timesteps"] = args.total_timesteps
-        result["algos"][name] = run_algo(name, config, master_seeds, args.seeds)
+        if args.eval_freq is not None:
+            config["eval_freq"] = args.eval_freq
+        result["algos"][name] = run_algo(
+            name, config, master_seeds, args.seeds, config["eval_freq"], args.eval_episodes
+        )
 
     text = json.dumps(result)
     if args.out:

@@ -303,43 +303,102 @@ def t1_values() -> tuple[dict, dict]:
     return values, figures
 
 
-def robustness_values() -> tuple[dict, dict]:
-    peer = read_json("peer_pendulum_cpu.json")
-    seeds = len(peer["master_seeds"]) * peer["seeds_per_master_seed"]
-    ours, td3, sac = peer["ours"], peer["rejax_td3"], peer["rejax_sac"]
-    ours_steps = ours["config"]["TOTAL_TIMESTEPS"] * ours["config"]["NUM_ENVS"]
+PEER_FILES = {"own": "peer_pendulum_cpu.json", "ours": "peer_pendulum_our_settings_cpu.json"}
+PEER_SETTINGS = {"own": "its own config", "ours": "our settings"}
+
+
+def peer_reach(peer: dict, key: str) -> str:
+    """How a rejax side reached the threshold, against ours in the same file."""
+    threshold = num(peer["threshold"], 0)
+    side, ours = peer[key]["pooled"], peer["ours"]["pooled"]
+    if side["seconds_to_threshold"] is None:
+        return f"never brought its mean to {threshold}"
+    if ours["seconds_to_threshold"] is None:
+        return f"brought its mean to {threshold}, which ours never did"
+    ratio = peer["ratio_rejax_over_ours_seconds_to_threshold"][key]["pooled"]
+    return f"took {num(ratio, 1)}x our time to bring its mean to {threshold}"
+
+
+def peer_row(label: str, pooled: dict, seeds: int) -> str:
+    reached = pooled["seconds_to_threshold"]
+    to_threshold = (
+        f"after {num(reached, 0)} s ({pooled['env_steps_to_threshold']:,} env steps)"
+        if reached is not None
+        else "never"
+    )
+    solved = share(pooled["share_final_at_threshold"], seeds)
+    mean, worst = num(pooled["mean_final_return"]), num(pooled["min_final_return"])
+    return f"| {label} | {solved} | {mean} | {worst} | {to_threshold} |"
+
+
+def peer_values() -> tuple[dict, list[dict]]:
+    """The two peer files (rejax at its own config and at our settings): table rows, the
+    comparison's terms, a verdict, and the curves for the figure."""
+    peers = {settings: read_json(name) for settings, name in PEER_FILES.items()}
+    own = peers["own"]
+    seeds = len(own["master_seeds"]) * own["seeds_per_master_seed"]
+    for settings, peer in peers.items():
+        same = (peer["master_seeds"], peer["seeds_per_master_seed"], peer["rejax_budget"], peer["threshold"])
+        if same != (own["master_seeds"], own["seeds_per_master_seed"], own["rejax_budget"], own["threshold"]):
+            raise SystemExit(f"render_post: {PEER_FILES[settings]} has other seeds, budget or threshold")
+    budget, ours = own["rejax_budget"], own["ours"]
+    rows = [peer_row("FastTD3X (default job)", ours["pooled"], seeds)]
+    verdicts, updates, curves = [], [], [("FastTD3X", ours)]
+    for settings, peer in peers.items():
+        parts = []
+        for key, name in (("rejax_td3", "TD3"), ("rejax_sac", "SAC")):
+            label = f"rejax {name}, {PEER_SETTINGS[settings]}"
+            version = peer["rejax_environment"]["versions"]["rejax"]
+            rows.append(
+                peer_row(f"rejax {version} {name}, {PEER_SETTINGS[settings]}", peer[key]["pooled"], seeds)
+            )
+            solved = share(peer[key]["pooled"]["share_final_at_threshold"], seeds)
+            parts.append(f"rejax {name} {peer_reach(peer, key)} and solved {solved} seeds")
+            config = peer[key]["config"]  # rejax: num_epochs updates per num_envs env steps
+            count = config["total_timesteps"] // config["num_envs"] * config["num_epochs"]
+            updates.append(f"{count:,} ({label})")
+            curves.append((label, peer[key]))
+        verdicts.append(f"At {PEER_SETTINGS[settings]}, {'; '.join(parts)}.")
+    sides = [("ours", ours), ("rejax TD3", own["rejax_td3"]), ("rejax SAC", own["rejax_sac"])]
+    ours_again = peers["ours"]["ours"]["pooled"]["run_seconds"]
+    ours_solved = share(ours["pooled"]["share_final_at_threshold"], seeds)
     values = {
         "peer_seeds": str(seeds),
-        "peer_masters": " and ".join(map(str, peer["master_seeds"])),
-        "peer_per_master": str(peer["seeds_per_master_seed"]),
-        "peer_threshold": num(peer["threshold"], 0),
-        "rejax_version": peer["rejax_environment"]["versions"]["rejax"],
-        "rejax_config_source": peer["rejax_environment"]["config_source"],
-        "peer_time_assumption": peer["time_assumption"],
-        "ours_steps": f"{ours_steps:,}",
-        "ours_iterations": f"{ours['config']['TOTAL_TIMESTEPS']:,}",
+        "peer_masters": " and ".join(map(str, own["master_seeds"])),
+        "peer_per_master": str(own["seeds_per_master_seed"]),
+        "peer_threshold": num(own["threshold"], 0),
+        "peer_rows": "\n".join(rows),
+        "rejax_config_source": own["rejax_environment"]["config_source"],
+        "ours_steps": f"{budget['total_timesteps']:,}",
         "ours_envs": str(ours["config"]["NUM_ENVS"]),
         "ours_evals": str(len(ours["env_steps"])),
         "ours_eval_episodes": str(ours["eval_episodes"]),
-        "rejax_steps": f"{td3['config']['total_timesteps']:,}",
-        "rejax_evals": str(len(td3["env_steps"])),
-        "rejax_eval_episodes": str(td3["eval_episodes"]),
-        "sac_eval_policy": sac["eval_policy"],
+        "eval_every": f"{budget['eval_freq']:,}",
+        "sac_eval_policy": own["rejax_sac"]["eval_policy"],
+        "eval_costs": ", ".join(f"{label} {side['pooled']['eval_seconds']:.3f} s" for label, side in sides),
+        "compile_costs": ", ".join(f"{label} {num(side['compile_seconds'], 0)} s" for label, side in sides),
+        "ours_run": num(ours["pooled"]["run_seconds"], 0),
+        "ours_run_again": num(ours_again, 0),
+        "our_settings_overrides": ", ".join(
+            f"`{key}` {value:g}" for key, value in peers["ours"]["rejax_overrides"]["td3"].items()
+        ),
+        "peer_verdict": f"{' '.join(verdicts)} Ours solved {ours_solved}.",
+        "update_counts": ", ".join(updates),
+        "ours_updates": f"{ours['config']['TOTAL_TIMESTEPS'] * ours['config']['NUM_UPDATES']:,}",
     }
-    for key, side in (("ours", ours), ("td3", td3), ("sac", sac)):
-        pooled = side["pooled"]
-        values[f"{key}_solved"] = share(pooled["share_final_at_threshold"], seeds)
-        values[f"{key}_mean"] = num(pooled["mean_final_return"])
-        values[f"{key}_worst"] = num(pooled["min_final_return"], 0)
-        values[f"{key}_run"] = num(pooled["run_seconds"], 0)
-        reached = pooled["seconds_to_threshold"]
-        values[f"{key}_to_threshold"] = (
-            f"{num(reached, 0)} s ({pooled['env_steps_to_threshold']:,} env steps)"
-            if reached is not None
-            else "never"
-        )
-    sac_ratio = peer["ratio_rejax_over_ours_seconds_to_threshold"]["rejax_sac"]["pooled"]
-    values["sac_ratio"] = num(sac_ratio, 2)
+    curves = [
+        {"label": label, "env_steps": side["env_steps"], "seconds": side["pooled"]["seconds_at_eval"],
+         "mean_eval_return": side["pooled"]["mean_eval_return"]}
+        for label, side in curves
+    ]  # fmt: skip
+    return values, curves
+
+
+def robustness_values() -> tuple[dict, dict]:
+    values, curves = peer_values()
+    threshold = read_json(PEER_FILES["own"])["threshold"]
+    title = f"Pendulum-v1, {values['peer_seeds']} held-out seeds, {values['ours_steps']} env steps each"
+    figures = {"peer_pendulum.png": lambda plot: plot.peer_curves_figure(curves, threshold, title)}
 
     for seed in (1, 2):
         row = read_summary_csv(f"report_mountaincar_seed{seed}/summary.csv")
@@ -374,18 +433,6 @@ def robustness_values() -> tuple[dict, dict]:
             values[f"{key}_stuck_share"] = spread(stuck, "stuck_share", 100)
             values[f"{key}_floor_mass"] = f"{max(a['floor_mass'] for a in stuck):.0e}"
 
-    curves = [
-        {"label": f"{label} ({len(side['env_steps'])} evaluations)",
-         "env_steps": side["env_steps"], "mean_eval_return": side["pooled"]["mean_eval_return"]}
-        for label, side in (("FastTD3X", ours), ("rejax TD3", td3), ("rejax SAC", sac))
-    ]  # fmt: skip
-    figures = {
-        "peer_pendulum.png": lambda plot: plot.peer_curves_figure(
-            curves,
-            peer["threshold"],
-            f"Pendulum-v1, {seeds} held-out seeds, each at its own budget (not equal)",
-        )
-    }
     return values, figures
 
 
@@ -400,11 +447,14 @@ def reference_cpu_text() -> str:
         )
     ref = require(record, name, "reference", "iterations_per_second")
     ours = require(record, name, "ours", "iterations_per_second")
-    loads = [values[0] for values in record.get("load_average_1_5_15", {}).values()]
+    # The 1-minute load before each side: taken after it, it counts the side's own threads, and
+    # before the second side it still carries the first one's run (up to about 1 on its own).
+    measured = record.get("load_average_1_5_15", {})
+    loads = [values[0] for when, values in measured.items() if when.startswith("before")]
     load = (
-        f" The machine was not idle (1-minute load average {min(loads):.1f} to {max(loads):.1f} on "
-        f"{record.get('cpu_count', 'its')} cores), so read the ratio as rough."
-        if loads and max(loads) > 1.0
+        f" The machine was not idle (1-minute load average {min(loads):.1f} to {max(loads):.1f} "
+        f"before the runs, on {record.get('cpu_count', 'its')} cores), so read the ratio as rough."
+        if loads and max(loads) > 1.5
         else ""
     )
     mode = record.get("reference", {}).get("mode")

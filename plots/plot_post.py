@@ -108,10 +108,17 @@ def learning_points_figure(agents: list[dict[int, float]], published: dict[int, 
 
 
 def peer_curves_figure(curves: list[dict], threshold: float, title: str):
-    """Mean eval return over seeds against env steps per agent, one line per algorithm.
-    curves: {"label", "env_steps", "mean_eval_return"}; the threshold is drawn dotted."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for curve, color in zip(curves, category_colors(len(curves))):
-        ax.plot(curve["env_steps"], curve["mean_eval_return"], color=color, label=curve["label"])
-    ax.axhline(threshold, color="k", linestyle=":", linewidth=1, label=f"solved at {threshold:g}")
-    return _return_axes(fig, ax, "env steps per agent", "mean eval return over seeds", title)
+    """Mean eval return over seeds, one line per algorithm, against env steps per agent (left) and
+    against the measured seconds since init (right). curves: {"label", "env_steps", "seconds",
+    "mean_eval_return"}; the threshold is drawn dotted."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, x_key in zip(axes, ("env_steps", "seconds")):
+        for curve, color in zip(curves, category_colors(len(curves))):
+            ax.plot(curve[x_key], curve["mean_eval_return"], color=color, marker=".", label=curve["label"])
+        ax.axhline(threshold, color="k", linestyle=":", linewidth=1, label=f"solved at {threshold:g}")
+    _return_axes(fig, axes[0], "env steps per agent", "mean eval return over seeds", "by env steps")
+    _return_axes(fig, axes[1], "seconds since init (measured)", "", "by wall time")
+    axes[1].get_legend().remove()  # the left panel's legend serves both
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

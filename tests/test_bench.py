@@ -1,16 +1,20 @@
 """The bench scripts' shared functions that bench/gpu_proof.py drives, on the paths a CPU run never
-takes (out of memory) or takes only at full length (the comparison with the published curve)."""
+takes (out of memory) or takes only at full length (the comparison with the published curve), and
+the peer comparison's summary and settings map."""
 
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import purejax_fasttd3 as ft  # noqa: E402
 from bench_iterations import RATES, rates  # noqa: E402
 from bench_parity import reference_comparison  # noqa: E402
+from bench_peer import rejax_at_our_settings, summarize  # noqa: E402
 from bench_scaling import agent_count_row  # noqa: E402
 
 
@@ -43,3 +47,37 @@ def test_reference_comparison_only_where_both_have_a_point():
     comparison = reference_comparison("T1JoystickFlatTerrain", ours)
     assert comparison == {"5120000": {"ours": 14.0, "reference": 17.50, "ratio": 14.0 / 17.50}}
     assert reference_comparison("Pendulum-v1", ours) == {}
+
+
+def test_peer_summary_times_the_first_evaluation_whose_mean_reaches_the_threshold():
+    returns = np.array([[-900.0, -250.0, -150.0, -120.0], [-700.0, -180.0, -190.0, -260.0]])
+    env_steps = np.array([100, 200, 300, 400])
+    seconds = [1.5, 2.5, 4.0, 5.0]  # measured, not proportional to env steps
+    got = summarize(returns, env_steps, seconds, threshold=-200.0)
+    # Means per evaluation: -800, -215, -170, -190: the first at or above -200 is the third.
+    assert got["eval_index_at_threshold"] == 2
+    assert got["seconds_to_threshold"] == 4.0 and got["env_steps_to_threshold"] == 300
+    assert got["share_final_at_threshold"] == 0.5  # -120 solved, -260 not
+    assert got["mean_final_return"] == -190.0 and got["min_final_return"] == -260.0
+    never = summarize(returns, env_steps, seconds, threshold=-100.0)
+    assert never["seconds_to_threshold"] is None and never["share_final_at_threshold"] == 0.0
+
+
+def test_rejax_at_our_settings_counts_transitions_and_updates_like_ours():
+    config = ft.make_config("Pendulum-v1")
+    td3, sac = rejax_at_our_settings(config).values()
+    # rejax sizes its replay and warm-up in transitions over all envs; ours per env and iteration.
+    assert td3["buffer_size"] == config["BUFFER_SIZE"] * config["NUM_ENVS"]
+    assert td3["fill_buffer"] == config["LEARNING_STARTS"] * config["NUM_ENVS"]
+    # rejax makes num_epochs updates per num_envs env steps: the same count as ours over a budget.
+    budget = config["TOTAL_TIMESTEPS"] * config["NUM_ENVS"]
+    for rejax in (td3, sac):
+        assert (
+            budget // rejax["num_envs"] * rejax["num_epochs"]
+            == config["TOTAL_TIMESTEPS"] * config["NUM_UPDATES"]
+        )
+        assert rejax["polyak"] == pytest.approx(1 - config["TAU"])
+    assert config["STD_MIN"] < td3["exploration_noise"] < config["STD_MAX"]
+    assert set(td3) - set(sac) == {"policy_delay", "target_noise", "target_noise_clip", "exploration_noise"}
+    with pytest.raises(SystemExit, match="one learning rate"):
+        rejax_at_our_settings(ft.make_config("Pendulum-v1", ACTOR_LEARNING_RATE=3e-4))
