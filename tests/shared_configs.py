@@ -1,9 +1,28 @@
-"""Small config overrides shared by the tests: `from shared_configs import PENDULUM_SMALL`.
+"""Small config overrides shared by the tests: `from shared_configs import PENDULUM_SMALL`, and
+the environment of the tests' JAX subprocesses.
 
 A plain module next to the tests (pytest's default import mode puts tests/ on sys.path), not
 conftest.py, which pytest does not mean to be imported. A test that needs a variant derives it,
 `dict(PENDULUM_SMALL, TOTAL_TIMESTEPS=120)`, so the numbers that differ stay in the test.
 """
+
+import os
+
+# Most tests that start JAX in a subprocess (sweeps stopped and resumed, distributed runs, the
+# notebook's kernel, bench smoke runs) run tiny programs, so compiling is nearly all their time.
+# XLA's CPU backend compiles them 3-4x faster with LLVM's optimizations off (a vmapped
+# Pendulum-v1 train: 24 s -> 7 s on a 2-core CPU) and runs them about 2.7x slower, so a test
+# whose subprocess trains for long (tests/test_stop.py) keeps the default. Rounding can differ
+# from an optimized build: a test using this compares numbers only among processes started with
+# this same environment, never with the pytest process's own runs.
+FAST_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def subprocess_env(devices: int = 1) -> dict:
+    """os.environ for a JAX subprocess on `devices` CPU devices that compiles fast (see above)."""
+    flags = f"{FAST_COMPILE_XLA_FLAGS} --xla_force_host_platform_device_count={devices}"
+    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+
 
 # Networks and batches small enough to compile in seconds on a CPU.
 SMALL_AGENT = dict(NUM_ENVS=4, BATCH_SIZE=32, CRITIC_HIDDEN_DIM=32, ACTOR_HIDDEN_DIM=16)

@@ -9,7 +9,6 @@ before rounding differences have had training to grow."""
 
 import functools
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -25,7 +24,7 @@ import checkpoints
 import policy as pol
 import purejax_fasttd3 as ft
 import sweep
-from shared_configs import RESUMABLE, set_flags
+from shared_configs import RESUMABLE, set_flags, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = dict(RESUMABLE)
@@ -149,7 +148,7 @@ SWEEP = [
 
 def _sweep_process(out):
     """The sweep as its own process, on one host device: two calls of one agent each."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(devices=1)
     cmd = [sys.executable, "sweep.py", *SWEEP, "--chunk", "1", "--out", str(out), "--checkpoint-every", "3"]
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -3,7 +3,6 @@ state is split over devices), the files it refuses by name, atomic writes, the d
 file names that sweep.py writes and policy.py parses."""
 
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 import checkpoints
+from shared_configs import subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A call's state in miniature: a per-agent leaf of 4 rows and the shared (unbatched) eval counter.
@@ -62,7 +62,7 @@ def test_a_state_split_over_devices_is_saved_in_agent_order(tmp_path):
         assert leaves[1].shape == () and leaves[1] == 2
         """
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(devices=4)
     proc = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

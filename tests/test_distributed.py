@@ -20,7 +20,7 @@ import pytest
 import checkpoints
 import supervise
 import sweep
-from shared_configs import RESUMABLE, set_flags
+from shared_configs import RESUMABLE, set_flags, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # 2 grid points x 4 seeds in calls of 4 agents: two calls, each split 2 + 2 over the two devices.
@@ -64,12 +64,7 @@ def _start(
     """`python sweep.py flags` in `cwd` (results go to cwd/res) on `devices` host devices; its
     stdout goes to cwd/../`log_name`.log (default: cwd's name), its stderr to `log_name`.err."""
     cwd.mkdir(exist_ok=True)
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        **(env or {}),
-    }
+    env = {**subprocess_env(devices), **(env or {})}
     cmd = [sys.executable, str(ROOT / "sweep.py"), *flags, *extra]
     log = cwd.parent / (log_name or cwd.name)
     with open(f"{log}.log", "w") as out, open(f"{log}.err", "w") as err:  # files: no pipe fills up

@@ -13,6 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import benchmarks_table  # noqa: E402
+from shared_configs import subprocess_env  # noqa: E402
 
 STAGES = ("iterations", "scaling", "learn1", "learn2", "profile")
 COMMON_KEYS = {"schema", "stage", "status", "smoke", "device", "platform", "versions", "settings", "numbers"}
@@ -39,7 +40,7 @@ COMPONENTS = {
 def test_smoke_writes_every_stage(tmp_path):
     out = tmp_path / "out"
     env = {
-        **os.environ,
+        **subprocess_env(devices=1),
         "OUT": str(out),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }

@@ -7,6 +7,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from shared_configs import FAST_COMPILE_XLA_FLAGS
+
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "walkthrough.ipynb"
 
 
@@ -14,6 +16,7 @@ NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "walkthro
 def test_walkthrough_executes(monkeypatch):
     monkeypatch.setenv("FASTTD3X_NOTEBOOK_SMOKE", "1")
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
+    monkeypatch.setenv("XLA_FLAGS", FAST_COMPILE_XLA_FLAGS)  # the kernel compiles fast
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
         notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}

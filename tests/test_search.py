@@ -1,7 +1,6 @@
 """search.py and sweep.py's --sample/--pbt/--schedule: sampling, exploit/explore, resume, refusals."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from scipy.stats import qmc
 import purejax_fasttd3 as ft
 import search
 import sweep
-from shared_configs import TINY_AGENT, set_flags
+from shared_configs import TINY_AGENT, set_flags, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPACE_ITEMS = ["CRITIC_LEARNING_RATE=log:1e-4,1e-2", "TAU=lin:0.01,0.5", "STD_MAX=choice:0.4,0.8,0.6"]
@@ -171,7 +170,7 @@ print("sharded exploit exact")
 
 
 def test_parent_on_another_device_is_copied_exactly():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(devices=4)
     proc = subprocess.run(
         [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT
     )
@@ -216,7 +215,7 @@ def test_parent_on_another_process_is_copied_exactly(tmp_path):
     from test_distributed import _free_port
 
     port = _free_port()
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(devices=2)
     logs = [tmp_path / f"process{i}.log" for i in range(2)]
     procs = []
     for i, log in enumerate(logs):
