@@ -29,17 +29,15 @@ def pytest_unconfigure(config):
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
-# Seconds each module took in a CI run (`--durations=0`, 2 workers on 2 cores, 2026-12-01; the
-# modules whose subprocesses compile fast, shared_configs.subprocess_env, estimated from a run of
-# those modules alone).
+# Seconds each module took in a CI run (`--durations=0`, 2 workers on 2 cores, 2026-12-01).
 # pytest-xdist hands whole modules to whichever worker is free, in collection order
 # (pytest.ini turns off its own reordering by test count), so the longest go first and no long
 # module starts last while the other core idles: longest-processing-time-first scheduling.
 MODULE_SECONDS = {
-    "test_train": 365, "test_upstream": 263, "test_distributed": 240, "test_checkpoint": 180,
-    "test_sweep": 135, "test_notebook": 120, "test_policy": 105, "test_reference_options": 102,
-    "test_search": 100, "test_brax": 100, "test_stop": 89, "test_learner": 77, "test_envs": 66,
-    "test_settings": 65, "test_gpu_proof": 60, "test_purejaxrl_api": 50,
+    "test_train": 467, "test_checkpoint": 264, "test_upstream": 258, "test_distributed": 226,
+    "test_sweep": 181, "test_notebook": 169, "test_search": 138, "test_stop": 128,
+    "test_reference_options": 122, "test_brax": 116, "test_policy": 92, "test_settings": 79,
+    "test_learner": 77, "test_gpu_proof": 76, "test_envs": 68, "test_purejaxrl_api": 48,
 }  # fmt: skip
 
 
