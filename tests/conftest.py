@@ -29,15 +29,16 @@ def pytest_unconfigure(config):
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
-# Seconds each module took in a CI run (`--durations=0`, 2 workers on 2 cores, 2026-12-01).
+# Seconds each module took in a CI run (bench/results/ci_durations_cpu.json, made by
+# bench/ci_durations.py from a `--durations=0 -v` log; 2 workers on 2 cores; modules over 30 s).
 # pytest-xdist hands whole modules to whichever worker is free, in collection order
 # (pytest.ini turns off its own reordering by test count), so the longest go first and no long
 # module starts last while the other core idles: longest-processing-time-first scheduling.
 MODULE_SECONDS = {
-    "test_train": 467, "test_checkpoint": 264, "test_upstream": 258, "test_distributed": 226,
-    "test_sweep": 181, "test_notebook": 169, "test_search": 138, "test_stop": 128,
-    "test_reference_options": 122, "test_brax": 116, "test_policy": 92, "test_settings": 79,
-    "test_learner": 77, "test_gpu_proof": 76, "test_envs": 68, "test_purejaxrl_api": 48,
+    "test_train": 442, "test_upstream": 295, "test_checkpoint": 278, "test_distributed": 254,
+    "test_sweep": 177, "test_notebook": 156, "test_search": 156, "test_reference_options": 138,
+    "test_stop": 120, "test_brax": 110, "test_policy": 88, "test_learner": 80,
+    "test_envs": 71, "test_settings": 70, "test_gpu_proof": 66, "test_purejaxrl_api": 40,
 }  # fmt: skip
 
 

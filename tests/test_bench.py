@@ -16,6 +16,7 @@ from bench_iterations import RATES, rates  # noqa: E402
 from bench_parity import reference_comparison  # noqa: E402
 from bench_peer import rejax_at_our_settings, summarize  # noqa: E402
 from bench_scaling import agent_count_row  # noqa: E402
+from ci_durations import durations  # noqa: E402
 
 
 def test_rates_of_vmapped_agents():
@@ -81,3 +82,21 @@ def test_rejax_at_our_settings_counts_transitions_and_updates_like_ours():
     assert set(td3) - set(sac) == {"policy_delay", "target_noise", "target_noise_clip", "exploration_noise"}
     with pytest.raises(SystemExit, match="one learning rate"):
         rejax_at_our_settings(ft.make_config("Pendulum-v1", ACTOR_LEARNING_RATE=3e-4))
+
+
+def test_ci_durations_sum_each_workers_and_modules_phases():
+    log = """
+[gw0] [ 50%] PASSED tests/test_a.py::test_one
+[gw1] [100%] PASSED tests/test_b.py::test_two[x]
+============================= slowest durations ==============================
+12.50s call     tests/test_a.py::test_one
+3.00s setup    tests/test_a.py::test_one
+7.50s call     tests/test_b.py::test_two[x]
+================ 2 passed, 1 warning in 30.10s (0:00:30) =================
+"""
+    got = durations(log)
+    assert got["passed"] == 2 and got["pytest_wall_seconds"] == 30.1
+    assert got["worker_seconds"] == {"gw0": 15.5, "gw1": 7.5}
+    assert list(got["module_seconds"].items()) == [("tests/test_a.py", 15.5), ("tests/test_b.py", 7.5)]
+    with pytest.raises(SystemExit, match="durations"):
+        durations("== 2 passed in 3.0s ==")
