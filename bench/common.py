@@ -94,7 +94,8 @@ class Chunks:
     compiled eval chunk called again and again on the state it returns (donated), so no timed call
     compiles and one compile serves every chunk (`compile_and_run` of two run lengths needs two).
     Construction compiles both programs at once (XLA compiles outside the GIL, so the simulator's
-    reset and step compile side by side), then runs init and the first chunk."""
+    reset and step compile side by side), then runs init and the first chunk; `start(seed)` runs
+    them again from other keys with the same two programs."""
 
     def __init__(self, config: dict, agents: int, seed: int = 0):
         loop = ft.make_train_loop(config)
@@ -102,17 +103,23 @@ class Chunks:
         run = jax.vmap(
             functools.partial(loop.run, num_evals=1), in_axes=(ft.RUNNER_AXES,), out_axes=(ft.RUNNER_AXES, 0)
         )
+        self.agents = agents
         rngs = jax.random.split(jax.random.PRNGKey(seed), agents)
         start = time.perf_counter()
         init_lowered = init.lower(rngs)
         run_lowered = jax.jit(run, donate_argnums=0).lower(init_lowered.out_info)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            init_compiled = pool.submit(init_lowered.compile)
+            init_future = pool.submit(init_lowered.compile)
             self.compiled = run_lowered.compile()
-            init_compiled = init_compiled.result()
+            self.init_compiled = init_future.result()
         self.compile_seconds = time.perf_counter() - start  # both programs, traced and compiled
+        self.start(seed)
+
+    def start(self, seed: int) -> None:
+        """Init from `jax.random.split(PRNGKey(seed), agents)` and the first chunk, each timed."""
+        rngs = jax.random.split(jax.random.PRNGKey(seed), self.agents)
         start = time.perf_counter()
-        self.runner = jax.block_until_ready(init_compiled(rngs))
+        self.runner = jax.block_until_ready(self.init_compiled(rngs))
         self.init_seconds = time.perf_counter() - start
         start = time.perf_counter()
         self.runner, self.metrics = jax.block_until_ready(self.compiled(self.runner))

@@ -119,18 +119,13 @@ def make_eval_callback(env, env_params, episodes: int):
     return eval_callback
 
 
-def make_programs(name: str, config: dict, eval_freq: int, eval_episodes: int):
+def make_programs(name: str, config: dict, eval_episodes: int):
     """The algorithm set up to train one eval chunk per call, and its three vmapped programs:
     init (keys -> train states), chunk (train state -> train state, evaluation) and the
     evaluation alone (train state -> evaluation), so that the run is timed at every evaluation
     from the host and the cost of one evaluation is measured apart."""
     algo_cls = rejax.get_algo(name)
-    chunk_config = {
-        **config,
-        "total_timesteps": eval_freq,
-        "eval_freq": eval_freq,
-        "skip_initial_evaluation": True,
-    }
+    chunk_config = {**config, "total_timesteps": config["eval_freq"], "skip_initial_evaluation": True}
     algo = algo_cls.create(**copy.deepcopy(chunk_config))  # create pops keys from its argument
     algo = algo.replace(eval_callback=make_eval_callback(algo.env, algo.env_params, eval_episodes))
     init = jax.jit(jax.vmap(algo.init_state))
@@ -139,10 +134,8 @@ def make_programs(name: str, config: dict, eval_freq: int, eval_episodes: int):
     return algo, init, chunk, evaluate
 
 
-def run_algo(
-    name: str, config: dict, master_seeds: list[int], seeds: int, eval_freq: int, eval_episodes: int
-) -> dict:
-    algo, init, chunk, evaluate = make_programs(name, config, eval_freq, eval_episodes)
+def run_algo(name: str, config: dict, master_seeds: list[int], seeds: int, eval_episodes: int) -> dict:
+    algo, init, chunk, evaluate = make_programs(name, config, eval_episodes)
     per_chunk = env_steps_per_chunk(name, algo)
     num_evals = math.ceil(config["total_timesteps"] / per_chunk)
     env_steps = [per_chunk * (i + 1) for i in range(num_evals)]
@@ -243,9 +236,7 @@ def main() -> None:
             config["total_timesteps"] = args.total_timesteps
         if args.eval_freq is not None:
             config["eval_freq"] = args.eval_freq
-        result["algos"][name] = run_algo(
-            name, config, master_seeds, args.seeds, config["eval_freq"], args.eval_episodes
-        )
+        result["algos"][name] = run_algo(name, config, master_seeds, args.seeds, args.eval_episodes)
 
     text = json.dumps(result)
     if args.out:
