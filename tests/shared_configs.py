@@ -8,14 +8,20 @@ conftest.py, which pytest does not mean to be imported. A test that needs a vari
 
 import os
 
-# Most tests that start JAX in a subprocess (sweeps stopped and resumed, distributed runs, the
-# notebook's kernel, bench smoke runs) run tiny programs, so compiling is nearly all their time.
-# XLA's CPU backend compiles them 3-4x faster with LLVM's optimizations off (a vmapped
-# Pendulum-v1 train: 24 s -> 7 s on a 2-core CPU) and runs them about 2.7x slower, so a test
-# whose subprocess trains for long (tests/test_stop.py) keeps the default. Rounding can differ
-# from an optimized build: a test using this compares numbers only among processes started with
-# this same environment, never with the pytest process's own runs.
+# Most tests run small programs, so compiling is nearly all their time. XLA's CPU backend
+# compiles with LLVM's optimizations off much faster and runs the result about 2.7x slower
+# (a vmapped Pendulum-v1 train on a 2-core CPU: compile 21 s -> 9 s, run 7 s -> 19 s; the whole
+# suite: 1,312 s -> 783 s). tests/conftest.py gives the pytest processes this flag, and
+# `subprocess_env` gives it to the tests' JAX subprocesses. What trains for long, or must match
+# numbers saved from a default build, compiles as users' programs do: a jit with
+# `compiler_options=DEFAULT_BUILD` in process (the held-out learning test), or a subprocess
+# environment without the flag (tests/test_stop.py). Rounding differs between the two builds, so
+# a test compares numbers exactly only among programs compiled with the same options.
 FAST_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+# `jax.jit(f, compiler_options=DEFAULT_BUILD)`: XLA's default optimization level (3), the build
+# users run, for one program in a process started with FAST_COMPILE_XLA_FLAGS.
+DEFAULT_BUILD = {"xla_backend_optimization_level": 3}
 
 
 def subprocess_env(devices: int = 1) -> dict:

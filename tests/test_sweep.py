@@ -15,7 +15,7 @@ from scipy import stats
 
 import purejax_fasttd3 as ft
 import sweep
-from shared_configs import TINY_AGENT, set_items
+from shared_configs import TINY_AGENT, set_items, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -184,7 +184,7 @@ def test_results_folder_of_another_sweep_is_refused(swept):
 
 def test_sharding_over_four_cpu_devices(swept, tmp_path):
     """The agent axis split over 4 host devices gives the single-device results."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(devices=4)  # compiled like this process's sweep
     cmd = [sys.executable, str(ROOT / "sweep.py"), *_flags(tmp_path, "8", chunk=4)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
