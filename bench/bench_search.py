@@ -204,6 +204,8 @@ def study(args: argparse.Namespace) -> dict:
     config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])  # what every sweep runs
     iterations = config["TOTAL_TIMESTEPS"]
     base = [f"--set={item}" for item in args.set] + ["--checkpoint-every", str(args.checkpoint_every)]
+    if args.solved_at is not None:
+        base += ["--solved-at", str(args.solved_at)]
     out = pathlib.Path(args.out)
     grid = [f"{dim.key}={','.join(f'{v:.6g}' for v in grid_values(dim, args.grid_values))}" for dim in space]
     sampled = [f for s in items for f in ("--sample", s)] + ["--samples", str(args.samples)]
@@ -226,7 +228,7 @@ def study(args: argparse.Namespace) -> dict:
         "overrides": list(args.set),
         "iterations_per_agent": iterations,
         "env_steps_per_agent": iterations * config["NUM_ENVS"],
-        "solved_at": sweep_threshold(args.task),
+        "solved_at": sweep_threshold(args.task, args.solved_at),
         "tuning_seed": 0,
         "tuning_seeds": args.tuning_seeds,
         "heldout_seed": 1,
@@ -264,10 +266,10 @@ def study(args: argparse.Namespace) -> dict:
     return result
 
 
-def sweep_threshold(task: str) -> float | None:
+def sweep_threshold(task: str, solved_at: float | None) -> float | None:
     from plots.results import solved_threshold
 
-    return solved_threshold(task, None)
+    return solved_threshold(task, solved_at)
 
 
 def grid_values(dim: search.Dim, count: int) -> list[float]:
@@ -307,6 +309,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "search_study"))
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=V", help="study: a config override of every sweep"
+    )
+    parser.add_argument(
+        "--solved-at",
+        type=float,
+        default=None,
+        metavar="RETURN",
+        help="study: the final return that counts as solved, for tasks without a threshold (sweep.py's flag)",
     )
     parser.add_argument("--fitness-check", type=pathlib.Path, metavar="RESULTS_DIR")
     parser.add_argument("--name", default="pendulum", help="fitness check: the result file's suffix")
