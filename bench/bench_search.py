@@ -8,9 +8,11 @@ the median of each. Writes bench/results/search_overhead_<device>.json.
 
     python bench/bench_search.py --agents 16 --repeats 20
 
-Study (`--study`): grid search, random search and PBT over one space on a gymnax task, each
+Study (`--study`): grid search, random search and PBT over one space on a gymnax or Playground
+task, each
 tuned on master seed 0 and judged on `--heldout-seeds` seeds of master seed 1 (the best grid
-point, the best random point, PBT's best schedule replayed with sweep.py --schedule). Every
+point, the best random point, PBT's best schedule replayed with sweep.py --schedule), and the
+config's own settings on the same held-out seeds as the baseline ("defaults"). Every
 step is a sweep.py command (printed as it runs; results under --out), and the summary goes to
 bench/results/search_study_<task>.json after each method ("complete": false until the last):
 per method the tuning compute (agent-iterations, and its share of the grid's), the pick, and on
@@ -28,6 +30,13 @@ sweeps are skipped by sweep.py, a killed one goes on from its last checkpoint.
     python bench/bench_search.py --study --task Pendulum-v1 --space CRITIC_LEARNING_RATE=log:1e-5,1e-2 \
         --space ACTOR_LEARNING_RATE=log:1e-5,1e-2 --space TAU=log:0.005,0.5 --grid-values 4 \
         --samples 6 --pbt-fraction 0.34 --out /tmp/search_study
+    # the committed CartpoleBalance study: the same space and sizes, on a CPU-sized agent
+    python bench/bench_search.py --study --task CartpoleBalance --space CRITIC_LEARNING_RATE=log:1e-5,1e-2 \
+        --space ACTOR_LEARNING_RATE=log:1e-5,1e-2 --space TAU=log:0.005,0.5 --grid-values 4 \
+        --samples 6 --pbt-fraction 0.34 --pbt-every 2 --solved-at 500 --set NUM_ENVS=16 \
+        --set NUM_EVAL_ENVS=8 --set BATCH_SIZE=256 --set CRITIC_HIDDEN_DIM=128 --set ACTOR_HIDDEN_DIM=64 \
+        --set TOTAL_TIMESTEPS=2000 --set EVAL_INTERVAL=250 --set BUFFER_SIZE=2048 \
+        --set COMPUTE_DTYPE=float32 --out /tmp/search_cartpole
 
 Fitness check (`--fitness-check RESULTS_DIR`): on a finished sweep's curves, how well candidate
 PBT fitnesses at an evaluation part-way (the last eval return, the mean of the last k) rank the
@@ -263,7 +272,39 @@ def study(args: argparse.Namespace) -> dict:
         }
         result["complete"] = len(result["methods"]) == len(methods)
         write(f"search_study_{args.task}", {**result, "environment": environment()})
+    # The baseline every method must beat to be worth its compute: the config's own settings.
+    judged = out / "defaults_heldout"
+    heldout_wall = run(sweep_command(judged, args.task, 1, args.heldout_seeds, base))
+    result["defaults"] = {
+        "pick": {dim.key: float(config[dim.key]) for dim in space},
+        "heldout": heldout(judged),
+        "seconds": {"heldout": {**sweep_seconds(judged), "wall_this_run": heldout_wall}},
+    }
+    result["comparison"] = compare_heldout(result)
+    write(f"search_study_{args.task}", {**result, "environment": environment()})
     return result
+
+
+def compare_heldout(result: dict, draws: int = 5000) -> dict:
+    """On the held-out seeds: each pick's 95% bootstrap CI of the mean final return, and Welch's
+    t-test p of each method against the grid's pick and against the defaults."""
+    from scipy import stats
+
+    finals = {name: method["heldout"]["finals"] for name, method in result["methods"].items()}
+    finals["defaults"] = result["defaults"]["heldout"]["finals"]
+    finals = {name: np.array([v for v in f if v is not None], float) for name, f in finals.items()}
+    rng = np.random.default_rng(0)
+    ci = {
+        name: [float(q) for q in np.percentile(rng.choice(f, (draws, len(f))).mean(axis=1), [2.5, 97.5])]
+        for name, f in finals.items()
+    }
+    welch = lambda a, b: float(stats.ttest_ind(finals[a], finals[b], equal_var=False).pvalue)  # noqa: E731
+    methods = list(result["methods"])
+    return {
+        "mean_ci95": ci,
+        "welch_p_vs_grid": {name: welch(name, "grid") for name in methods if name != "grid"},
+        "welch_p_vs_defaults": {name: welch(name, "defaults") for name in methods},
+    }
 
 
 def sweep_threshold(task: str, solved_at: float | None) -> float | None:

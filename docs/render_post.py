@@ -567,7 +567,17 @@ def study_text(path) -> str:
         + ("" if study.get("complete") else "; partial: not every method has finished")
         + f"): grid, random search and PBT over {settings}, each tuned on master seed "
         f"{study['tuning_seed']}; each method's pick (PBT's best schedule replayed) trained on {seeds} "
-        f"seeds of master seed {study['heldout_seed']}, which tuning never saw.",
+        f"seeds of master seed {study['heldout_seed']}, which tuning never saw."
+        + (
+            f" Solved: a final eval return of at least {num(study['solved_at'])}."
+            if study.get("solved_at") is not None
+            else ""
+        )
+        + (
+            f" Every run overrides {', '.join(f'`{item}`' for item in study['overrides'])}."
+            if study.get("overrides")
+            else ""
+        ),
         "",
         "| method | tuning agent-iterations | of the grid's | held-out solved | mean | worst seed |",
         "|---|---|---|---|---|---|",
@@ -578,6 +588,12 @@ def study_text(path) -> str:
         lines.append(
             f"| {name} | {compute} | {share(held['solved'], held['seeds'])} | {num(held['mean'])} | "
             f"{num(held['worst'])} |"
+        )
+    if "defaults" in study:
+        held = study["defaults"]["heldout"]
+        lines.append(
+            f"| defaults (no search) | 0 | 0% | {share(held['solved'], held['seeds'])} | "
+            f"{num(held['mean'])} | {num(held['worst'])} |"
         )
     tuned = methods.get("grid", {}).get("tuning")
     if tuned:

@@ -31,7 +31,12 @@ from plots.results import combo_title, load_sweep, solved_threshold
 BEST_SCHEDULES = 3
 
 
-METHOD_NAMES = {"grid": "grid search", "random": "random search", "pbt": "PBT (schedule replayed)"}
+METHOD_NAMES = {
+    "grid": "grid search",
+    "random": "random search",
+    "pbt": "PBT (schedule replayed)",
+    "defaults": "defaults (no search)",
+}
 
 
 def main(argv=None) -> list[Path]:
@@ -138,16 +143,20 @@ def draw_study(study_json, out=None) -> Path:
 
 
 def study_figure(study: dict):
-    """Held-out final returns per method (every seed a dot, the mean a bar, the threshold dashed)
-    and each method's tuning compute as a share of the grid's."""
+    """Held-out final returns per method (every seed a dot, the mean a bar, the threshold dashed;
+    the config's defaults beside them when the study judged them) and each method's tuning compute
+    as a share of the grid's."""
     methods = study["methods"]
     names = list(methods)
+    heldout = {name: methods[name]["heldout"] for name in names}
+    if "defaults" in study:
+        heldout["defaults"] = study["defaults"]["heldout"]
     threshold = study.get("solved_at")
-    colors = category_colors(max(len(names), 1))
+    colors = category_colors(max(len(names), 1)) + ["gray"]
     fig, (ax, cost) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
     jitter = np.random.default_rng(0)
-    for i, (name, color) in enumerate(zip(names, colors)):
-        held = methods[name]["heldout"]
+    for i, (name, color) in enumerate(zip(heldout, colors)):
+        held = heldout[name]
         finals = np.array([np.nan if v is None else v for v in held.get("finals", [])], float)
         x = i + jitter.uniform(-0.18, 0.18, len(finals))
         ax.scatter(x, finals, s=14, alpha=0.7, color=color)
@@ -166,14 +175,14 @@ def study_figure(study: dict):
     if threshold is not None:
         ax.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"solved at {threshold:g}")
         ax.legend(loc="lower right", fontsize=8)
-    ax.set_xticks(range(len(names)), [METHOD_NAMES.get(n, n) for n in names], fontsize=9)
-    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_xticks(range(len(heldout)), [METHOD_NAMES.get(n, n) for n in heldout], fontsize=9)
+    ax.set_xlim(-0.6, len(heldout) - 0.4)
     low, high = ax.get_ylim()
     ax.set_ylim(low, high + 0.25 * (high - low))  # room for the labels
     ax.set_ylabel(f"final eval return, master seed {study['heldout_seed']}")
     ax.set_title(f"{study['heldout_seeds']} held-out seeds of each method's pick", fontsize=10)
     shares = [100 * methods[n]["share_of_grid_compute"] for n in names]
-    cost.bar(range(len(names)), shares, color=colors)
+    cost.bar(range(len(names)), shares, color=colors[: len(names)])
     for i, name in enumerate(names):
         agents = methods[name]["tuning_agents"]
         cost.annotate(f"{agents} agent runs", (i, shares[i]), xytext=(0, 2), textcoords="offset points",

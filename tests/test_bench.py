@@ -1,6 +1,6 @@
 """The bench scripts' shared functions that bench/gpu_proof.py drives, on the paths a CPU run never
 takes (out of memory) or takes only at full length (the comparison with the published curve), and
-the peer comparison's summary and settings map."""
+the peer comparison's summary and settings map, and the search study's held-out comparison."""
 
 import pathlib
 import sys
@@ -16,6 +16,7 @@ from bench_iterations import RATES, rates  # noqa: E402
 from bench_parity import reference_comparison  # noqa: E402
 from bench_peer import rejax_at_our_settings, summarize  # noqa: E402
 from bench_scaling import agent_count_row  # noqa: E402
+from bench_search import compare_heldout  # noqa: E402
 from ci_durations import durations  # noqa: E402
 
 
@@ -100,3 +101,31 @@ def test_ci_durations_sum_each_workers_and_modules_phases():
     assert list(got["module_seconds"].items()) == [("tests/test_a.py", 15.5), ("tests/test_b.py", 7.5)]
     with pytest.raises(SystemExit, match="durations"):
         durations("== 2 passed in 3.0s ==")
+
+
+def test_search_study_comparison_is_welch_and_a_bootstrap_of_the_mean():
+    """Welch's p from its formula (unequal variances, Welch-Satterthwaite degrees of freedom);
+    a diverged seed (None) left out; the bootstrap CI brackets the mean inside the data's range."""
+    from scipy import stats
+
+    held = lambda finals: {"heldout": {"finals": finals}}  # noqa: E731
+    result = {
+        "methods": {"grid": held([1.0, 2.0, 3.0, 4.0]), "random": held([2.0, 3.5, 4.0, None, 6.0])},
+        "defaults": held([0.0, 1.0, 0.5, 1.5, 0.2]),
+    }
+    out = compare_heldout(result, draws=2000)
+
+    def welch_p(a, b):
+        va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+        t = (np.mean(a) - np.mean(b)) / np.sqrt(va + vb)
+        dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        return 2 * stats.t.sf(abs(t), dof)
+
+    random, grid, defaults = [2.0, 3.5, 4.0, 6.0], [1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.5, 1.5, 0.2]
+    assert out["welch_p_vs_grid"] == pytest.approx({"random": welch_p(random, grid)})
+    assert out["welch_p_vs_defaults"] == pytest.approx(
+        {"grid": welch_p(grid, defaults), "random": welch_p(random, defaults)}
+    )
+    for name, finals in (("grid", grid), ("random", random), ("defaults", defaults)):
+        low, high = out["mean_ci95"][name]
+        assert min(finals) <= low < np.mean(finals) < high <= max(finals), name

@@ -372,3 +372,9 @@ def test_search_study_figure(tmp_path):
     fig = plot_search.study_figure(study)
     dots = [len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection)]
     assert dots == [4, 4, 4] and "PARTIAL" not in fig._suptitle.get_text()
+    study["defaults"] = {"heldout": method(0.0, [-300.0, -250.0, -200.0, -190.0])["heldout"]}
+    fig = plot_search.study_figure(study)
+    dots = [len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert dots == [4, 4, 4, 4] and labels[-1] == "defaults (no search)", labels
+    assert len(fig.axes[1].patches) == 3  # the defaults cost no tuning: no bar

@@ -106,3 +106,8 @@ def test_optional_results_are_picked_up(tmp_path, monkeypatch):
     (tmp_path / "search_study_Pendulum-v1.json").write_text(json.dumps(study))
     text = render_post.search_text()
     assert "| grid | 128,000 | 100.0% | 31/32 | -150.2 | -412.5 |" in text and "partial" in text
+    study.update(solved_at=-200.0, overrides=["NUM_ENVS=8"], defaults={"heldout": dict(heldout, solved=0.5)})
+    (tmp_path / "search_study_Pendulum-v1.json").write_text(json.dumps(study))
+    text = render_post.search_text()
+    assert "| defaults (no search) | 0 | 0% | 16/32 | -150.2 | -412.5 |" in text
+    assert "Solved: a final eval return of at least -200.0." in text and "`NUM_ENVS=8`" in text
