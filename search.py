@@ -162,6 +162,10 @@ class PBTConfig(NamedTuple):
     fraction: float = 0.25  # the bottom `fraction` copy an agent of the top `fraction`
     factors: tuple[float, float] = (0.8, 1.2)  # perturbation factors, one drawn per setting
     resample: float = 0.25  # probability that a setting is drawn anew from its range instead
+    # True: a replaced agent also takes its parent's experience (replay buffer, envs, running
+    # episodes and their exploration noise). False: it keeps its own and takes only the learner
+    # (networks, optimizers, target critic, normalizers), so its data stays one stream of its own.
+    copy_experience: bool = True
 
     @property
     def replaced(self) -> int:
@@ -230,12 +234,18 @@ def explore(dim: Dim, values, rng, config: PBTConfig):
     return jnp.clip(jnp.where(resampled, fresh, moved), dim.lo, dim.hi).astype(values.dtype)
 
 
+# What an agent keeps of its own under PBTConfig(copy_experience=False): the data it collected and
+# the envs (with the running episodes' returns and exploration noise) that go on collecting it.
+EXPERIENCE_FIELDS = ("buffer", "env_state", "episode_return", "noise_scale")
+
+
 def pbt_step(runner: ft.Runner, fitness_values, rng, space: tuple[Dim, ...], config: PBTConfig):
     """One exploit/explore step over a vmapped `Runner` (axes `ft.RUNNER_AXES`).
 
     Returns (runner, record): every leaf of a replaced row is its parent's row, except the
-    searched settings (explored) and the RNG (`fold_in(key, row)`, `key` split from `rng`: a
-    stream new for that row and, through `rng`, for that generation); other rows are unchanged.
+    searched settings (explored), the RNG (`fold_in(key, row)`, `key` split from `rng`: a
+    stream new for that row and, through `rng`, for that generation) and, without
+    `config.copy_experience`, its experience (`EXPERIENCE_FIELDS`); other rows are unchanged.
     `record` has "parent" [rows], "fitness" [rows] and "hparams" {key: [rows]} of the searched
     settings now."""
     k_exploit, k_stream, k_explore = jax.random.split(rng, 3)
@@ -246,6 +256,8 @@ def pbt_step(runner: ft.Runner, fitness_values, rng, space: tuple[Dim, ...], con
         runner,
         is_leaf=lambda x: x is None,
     )
+    if not config.copy_experience:
+        gathered = gathered._replace(**{field: getattr(runner, field) for field in EXPERIENCE_FIELDS})
     rows = jnp.arange(parents.shape[0], dtype=jnp.int32)
     replaced = parents != rows
     streams = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(k_stream, rows)

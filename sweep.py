@@ -154,6 +154,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="probability that PBT draws a setting anew from its range instead of perturbing it",
     )
     parser.add_argument(
+        "--pbt-keep-experience",
+        action="store_true",
+        help="PBT: a replaced agent keeps its own replay buffer and envs and takes only its parent's "
+        "learner (networks, optimizers, target critic, normalizers); default: it takes everything",
+    )
+    parser.add_argument(
         "--schedule",
         metavar="FILE",
         help="replay a schedule of settings (a PBT sweep's OUT/combo_XXX/schedule_best.json): plain agents "
@@ -990,6 +996,7 @@ def _search_plan(args: argparse.Namespace, space: tuple, config: dict, agents: i
     if not args.pbt:
         return search.Plan(space)
     pbt = search.PBTConfig(args.pbt_every, agents, args.pbt_fraction, args.pbt_factors, args.pbt_resample)
+    pbt = pbt._replace(copy_experience=not args.pbt_keep_experience)
     search.check_pbt(pbt, space, num_evals)
     search.check_space_corners(space, config)
     return search.Plan(space, pbt)

@@ -38,6 +38,16 @@ sweeps are skipped by sweep.py, a killed one goes on from its last checkpoint.
         --set TOTAL_TIMESTEPS=2000 --set EVAL_INTERVAL=250 --set BUFFER_SIZE=2048 \
         --set COMPUTE_DTYPE=float32 --out /tmp/search_cartpole
 
+Experience check (`--experience-check`): whether a replaced PBT agent should take its parent's
+replay buffer and envs with its learner (the default) or keep its own (`--pbt-keep-experience`):
+`--master-seeds` independent PBT sweeps of each, from the same starting points. Writes
+bench/results/search_experience_<task>.json.
+
+    python bench/bench_search.py --experience-check --task MountainCarContinuous-v0 \
+        --space CRITIC_LEARNING_RATE=log:1e-5,1e-2 --space STD_MAX=lin:0.2,1 \
+        --space PRE_TANH_PENALTY=log:1e-5,1e-1 --samples 8 --tuning-seeds 2 --pbt-every 2 \
+        --set EVAL_INTERVAL=100 --master-seeds 4 --out /tmp/search_experience
+
 Fitness check (`--fitness-check RESULTS_DIR`): on a finished sweep's curves, how well candidate
 PBT fitnesses at an evaluation part-way (the last eval return, the mean of the last k) rank the
 agents by their final return (the mean of the last 4 evaluations): Spearman rank correlation
@@ -307,6 +317,64 @@ def compare_heldout(result: dict, draws: int = 5000) -> dict:
     }
 
 
+# ==================================================================================================
+# EXPERIENCE: does a replaced PBT agent do better taking its parent's replay buffer and envs?
+# ==================================================================================================
+def experience_check(args: argparse.Namespace) -> dict:
+    """`--master-seeds` independent PBT sweeps per variant on one task (the same starting points
+    for both: `--samples` points x `--tuning-seeds` seeds from each master seed), one variant
+    copying a parent's experience with its learner (the default), the other keeping its own
+    (`--pbt-keep-experience`). Every agent's final eval return per run, and per variant the share
+    solved, the mean, each run's mean and best agent; a paired t-test of the run means."""
+    space = args.space or SPACE
+    config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])
+    threshold = sweep_threshold(args.task, args.solved_at)
+    sampled = [f for s in space for f in ("--sample", s)] + ["--samples", str(args.samples)]
+    pbt = ["--pbt", "--pbt-every", str(args.pbt_every), "--pbt-fraction", str(args.pbt_fraction)]
+    base = [f"--set={item}" for item in args.set] + ["--checkpoint-every", str(args.checkpoint_every)]
+    variants = {"copy": [], "keep": ["--pbt-keep-experience"]}
+    result = {
+        "task": args.task,
+        "space": list(space),
+        "samples": args.samples,
+        "seeds_per_point": args.tuning_seeds,
+        "pbt": {"every": args.pbt_every, "fraction": args.pbt_fraction},
+        "overrides": list(args.set),
+        "iterations_per_agent": config["TOTAL_TIMESTEPS"],
+        "solved_at": threshold,
+        "master_seeds": list(range(args.master_seeds)),
+        "variants": {},
+    }
+    from plots.results import load_sweep
+
+    for name, flag in variants.items():
+        runs = []
+        for seed in range(args.master_seeds):
+            out = pathlib.Path(args.out) / f"{name}_seed{seed}"
+            run(sweep_command(out, args.task, seed, args.tuning_seeds, base + sampled + pbt + flag))
+            returns = np.asarray(load_sweep(out)["combos"][0]["arrays"]["metric_eval_return"], float)
+            runs.append([float(v) if np.isfinite(v) else None for v in returns[:, -1]])
+        finals = np.array([v if v is not None else np.nan for r in runs for v in r])
+        result["variants"][name] = {
+            "finals_per_run": runs,
+            "agents": int(finals.size),
+            "solved": float(np.mean(finals >= threshold)) if threshold is not None else None,
+            "mean": float(np.nanmean(finals)),
+            "run_means": [float(np.nanmean(np.array(r, float))) for r in runs],
+            "run_bests": [float(np.nanmax(np.array(r, float))) for r in runs],
+        }
+        write(f"search_experience_{args.task}", {**result, "environment": environment()})
+    from scipy import stats
+
+    copy, keep = (np.array(result["variants"][v]["run_means"]) for v in ("copy", "keep"))
+    result["comparison"] = {  # the unit is a PBT run: agents of one population are not independent
+        "runs_copy_mean_higher": int(np.sum(copy > keep)),
+        "paired_t_p_of_run_means": float(stats.ttest_rel(copy, keep).pvalue),
+    }
+    write(f"search_experience_{args.task}", {**result, "environment": environment()})
+    return result
+
+
 def sweep_threshold(task: str, solved_at: float | None) -> float | None:
     from plots.results import solved_threshold
 
@@ -358,6 +426,10 @@ def main(argv=None) -> None:
         metavar="RETURN",
         help="study: the final return that counts as solved, for tasks without a threshold (sweep.py's flag)",
     )
+    parser.add_argument(
+        "--experience-check", action="store_true", help="PBT copying a parent's experience or not"
+    )
+    parser.add_argument("--master-seeds", type=int, default=4, help="experience check: PBT runs per variant")
     parser.add_argument("--fitness-check", type=pathlib.Path, metavar="RESULTS_DIR")
     parser.add_argument("--name", default="pendulum", help="fitness check: the result file's suffix")
     args = parser.parse_args(argv)
@@ -368,6 +440,9 @@ def main(argv=None) -> None:
         return
     if args.study:
         study(args)
+        return
+    if args.experience_check:
+        experience_check(args)
         return
     result = overhead(args.agents, args.repeats)
     print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))

@@ -541,6 +541,18 @@ def search_text() -> str:
             f"three agree more closely; {src('search_fitness_pendulum.json')}). Young agents improve "
             "fast, so older evaluations are stale.",
         ]
+    experience = read_optional("search_experience_MountainCarContinuous-v0.json")
+    if experience and "comparison" in experience:
+        copy, keep = experience["variants"]["copy"], experience["variants"]["keep"]
+        runs, test = len(copy["run_means"]), experience["comparison"]
+        lines += [
+            "",
+            f"A replaced agent takes its parent's replay buffer and envs too (`--pbt-keep-experience` "
+            f"keeps its own): over {runs} PBT runs of each on {experience['task']}, copying gave the "
+            f"higher population mean in {test['runs_copy_mean_higher']} of {runs} ({num(copy['mean'], 2)} "
+            f"against {num(keep['mean'], 2)}; paired t-test p = {test['paired_t_p_of_run_means']:.3f}; "
+            f"{src('search_experience_MountainCarContinuous-v0.json')}).",
+        ]
     lines.append("")
     if studies:
         lines.append("\n\n".join(study_text(path) for path in studies))

@@ -81,13 +81,15 @@ def _distinct_runner(agents: int) -> ft.Runner:
 
 def _check_exploit(before, after, record, fitness, space, config):
     """Against NumPy: the bottom `replaced` by fitness took a top agent's complete state, except
-    RNG and searched settings (in range); everyone else is untouched."""
+    RNG and searched settings (in range) and, without `copy_experience`, the replay buffer, envs,
+    running episodes and their noise, which stay their own; everyone else is untouched."""
     parents = np.asarray(record["parent"])
     order = np.argsort(fitness, kind="stable")
     bottom, top = set(order[: config.replaced]), set(order[-config.replaced :])
     replaced = {i for i in range(len(fitness)) if parents[i] != i}
     assert replaced == bottom and {int(parents[i]) for i in replaced} <= top
     searched = {dim.key for dim in space}
+    own = () if config.copy_experience else (".buffer", ".env_state", ".episode_return", ".noise_scale")
     flat_before = jax.tree_util.tree_flatten_with_path(before)[0]
     flat_after = jax.tree.leaves(after)
     for (path, old), new in zip(flat_before, flat_after):
@@ -97,7 +99,7 @@ def _check_exploit(before, after, record, fitness, space, config):
             assert new == old
             continue
         for i in range(len(fitness)):
-            if i not in replaced:
+            if i not in replaced or name.startswith(own):
                 np.testing.assert_array_equal(new[i], old[i], err_msg=name)
             elif name == ".rng":  # a fresh stream, not the parent's
                 assert not np.array_equal(new[i], old[parents[i]])
@@ -135,6 +137,24 @@ def test_exploit_copies_the_complete_state_and_explores_in_range(population):
     # Fresh, distinct streams for the replaced rows, from the generation's key.
     rngs = np.asarray(after.rng)[np.asarray(record["parent"]) != np.arange(8)]
     assert len({tuple(r) for r in rngs}) == 2
+
+
+def test_exploit_without_experience_copies_only_the_learner(population):
+    """--pbt-keep-experience: a replaced agent takes its parent's networks, optimizers, target
+    critic and normalizers, and keeps its own replay buffer and envs."""
+    runner, space = population
+    config = search.PBTConfig(every=1, population=8, fraction=0.25, copy_experience=False)
+    fitness = np.array([5.0, -1.0, 3.0, 7.0, -np.inf, 2.0, 9.0, 0.0], np.float32)
+    after, record = jax.jit(search.pbt_step, static_argnums=(3, 4))(
+        runner, fitness, search.generation_key(0, 1), space, config
+    )
+    _check_exploit(runner, after, record, fitness, space, config)
+    child, parent = 4, int(record["parent"][4])
+    for name, tree in (("buffer", after.buffer), ("critic", after.train_state.critic_params)):
+        before = runner.buffer if name == "buffer" else runner.train_state.critic_params
+        source = child if name == "buffer" else parent
+        for new, old in zip(jax.tree.leaves(tree), jax.tree.leaves(before)):
+            np.testing.assert_array_equal(np.asarray(new)[child], np.asarray(old)[source], err_msg=name)
 
 
 def test_padding_rows_past_the_population_are_left_alone(population):
@@ -297,9 +317,18 @@ def _results(out):
         return {k: data[k] for k in data.files if k != "meta"}
 
 
+def test_keep_experience_flag_reaches_the_pbt_step():
+    config = ft.make_config("Pendulum-v1", **TINY)
+    for flags, copy in (([], True), (["--pbt-keep-experience"], False)):
+        args = sweep.parse_args([*PBT, *flags])
+        plan = sweep._search_plan(args, search.parse_space(args.sample), config, agents=8)
+        assert plan.pbt.copy_experience is copy
+
+
 def test_pbt_results_hold_the_lineage(pbt_sweep):
     arrays = _results(pbt_sweep)
     spec = json.loads((pbt_sweep / "sweep.json").read_text())
+    assert spec["search"]["pbt"]["copy_experience"] is True  # the default, recorded
     assert arrays["pbt_parent"].shape == (8, 4)  # start + generations after evals 1, 2, 3
     np.testing.assert_array_equal(arrays["pbt_parent"][:, 0], np.arange(8))
     assert ((arrays["pbt_parent"][:, 1:] != np.arange(8)[:, None]).sum(axis=0) == 2).all()
