@@ -9,10 +9,9 @@ the median of each. Writes bench/results/search_overhead_<device>.json.
     python bench/bench_search.py --agents 16 --repeats 20
 
 Study (`--study`): grid search, random search and PBT over one space on a gymnax or Playground
-task, each
-tuned on master seed 0 and judged on `--heldout-seeds` seeds of master seed 1 (the best grid
-point, the best random point, PBT's best schedule replayed with sweep.py --schedule), and the
-config's own settings on the same held-out seeds as the baseline ("defaults"). Every
+task, each tuned on master seed 0 and judged on `--heldout-seeds` seeds of master seed 1 (the
+best grid point, the best random point, PBT's best schedule replayed with sweep.py --schedule),
+and the config's own settings on the same held-out seeds as the baseline ("defaults"). Every
 step is a sweep.py command (printed as it runs; results under --out), and the summary goes to
 bench/results/search_study_<task>.json after each method ("complete": false until the last):
 per method the tuning compute (agent-iterations, and its share of the grid's), the pick, and on
@@ -166,6 +165,17 @@ def sweep_command(out: pathlib.Path, task: str, seed: int, seeds: int, flags: li
             "--out", str(out), "--no-plots", "--quiet", *flags]  # fmt: skip
 
 
+def sweep_flags(args: argparse.Namespace, space: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """sweep.py flags of the bench's arguments: every sweep's (config overrides, checkpoints, the
+    solved threshold), a random search's over `space`, and PBT's."""
+    base = [f"--set={item}" for item in args.set] + ["--checkpoint-every", str(args.checkpoint_every)]
+    if args.solved_at is not None:
+        base += ["--solved-at", str(args.solved_at)]
+    sampled = [f for s in space for f in ("--sample", s)] + ["--samples", str(args.samples)]
+    pbt = ["--pbt", "--pbt-every", str(args.pbt_every), "--pbt-fraction", str(args.pbt_fraction)]
+    return base, sampled, pbt
+
+
 def run(command: list[str]) -> float:
     """Runs a sweep command; its wall seconds (a resumed or skipped sweep: this run's only)."""
     print("$", " ".join(command), flush=True)
@@ -222,13 +232,9 @@ def study(args: argparse.Namespace) -> dict:
     space = search.parse_space(items, flag="--space")
     config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])  # what every sweep runs
     iterations = config["TOTAL_TIMESTEPS"]
-    base = [f"--set={item}" for item in args.set] + ["--checkpoint-every", str(args.checkpoint_every)]
-    if args.solved_at is not None:
-        base += ["--solved-at", str(args.solved_at)]
+    base, sampled, pbt = sweep_flags(args, items)
     out = pathlib.Path(args.out)
     grid = [f"{dim.key}={','.join(f'{v:.6g}' for v in grid_values(dim, args.grid_values))}" for dim in space]
-    sampled = [f for s in items for f in ("--sample", s)] + ["--samples", str(args.samples)]
-    pbt = ["--pbt", "--pbt-every", str(args.pbt_every), "--pbt-fraction", str(args.pbt_fraction)]
     grid_points = args.grid_values ** len(space)
     pbt_config = search.PBTConfig(args.pbt_every, args.samples * args.tuning_seeds, args.pbt_fraction)
     methods = {
@@ -329,9 +335,7 @@ def experience_check(args: argparse.Namespace) -> dict:
     space = args.space or SPACE
     config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])
     threshold = sweep_threshold(args.task, args.solved_at)
-    sampled = [f for s in space for f in ("--sample", s)] + ["--samples", str(args.samples)]
-    pbt = ["--pbt", "--pbt-every", str(args.pbt_every), "--pbt-fraction", str(args.pbt_fraction)]
-    base = [f"--set={item}" for item in args.set] + ["--checkpoint-every", str(args.checkpoint_every)]
+    base, sampled, pbt = sweep_flags(args, space)
     variants = {"copy": [], "keep": ["--pbt-keep-experience"]}
     result = {
         "task": args.task,
