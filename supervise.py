@@ -54,6 +54,10 @@ def supervise(resume: str, process: int | None, processes: int | None) -> int:
     report_read, report_write = os.pipe()
     signals_read, signals_write = os.pipe()
     env = {**os.environ, CHILD: f"{os.getpid()}:{report_write}:{signals_read}"}
+    # Forwarding starts before the child does: a signal that comes while the child starts waits in
+    # the pipe for it, instead of killing this process with the default action.
+    for sig in FORWARDED:
+        signal.signal(sig, lambda signum, frame: _forward(signals_write, signum))
     child = subprocess.Popen(
         [sys.executable, *sys.orig_argv[1:]],
         env=env,
@@ -62,8 +66,6 @@ def supervise(resume: str, process: int | None, processes: int | None) -> int:
     )
     os.close(report_write)
     os.close(signals_read)
-    for sig in FORWARDED:
-        signal.signal(sig, lambda signum, frame: _forward(signals_write, signum))
     tail = bytearray()
     relay = threading.Thread(target=_pass_through, args=(child.stderr, tail), daemon=True)
     relay.start()

@@ -163,15 +163,18 @@ def _wait_for(predicate, process, timeout=600.0):
         time.sleep(0.02)
 
 
-def _checkpoint_evals(out):
-    done = []
-    for path in pathlib.Path(out).glob("combo_000/checkpoint_*.npz"):
-        try:
-            with np.load(path) as data:
-                done.append(json.loads(str(data["meta"]))["evals_done"])
-        except (OSError, ValueError, KeyError):  # replaced while we read it
-            pass
-    return max(done, default=0)
+# The sweep's two calls train agent 0 and agent 1; each call's checkpoint is named by its agent
+# range, and exists only while that call runs (a finished call writes agents_*.npz, then removes it).
+FIRST_CALL, SECOND_CALL = "checkpoint_000000-000001.npz", "checkpoint_000001-000002.npz"
+
+
+def _checkpoint_evals(out, name: str) -> int:
+    """Evaluations done at the checkpoint `name` of combo_000 (0 while there is none)."""
+    try:
+        with np.load(pathlib.Path(out) / "combo_000" / name) as data:
+            return json.loads(str(data["meta"]))["evals_done"]
+    except FileNotFoundError:  # not written yet, or removed when its call finished
+        return 0
 
 
 def _results(out):
@@ -190,27 +193,31 @@ def test_sigint_then_sigkill_then_resume_equals_uninterrupted(tmp_path):
     interrupted = tmp_path / "interrupted"
     uninterrupted = _sweep_process(reference)  # runs beside the first interrupted one
 
-    # Ctrl-C once a checkpoint exists: a clean stop at the next evaluation, saying how to resume.
+    # Ctrl-C once the first call has a checkpoint: a clean stop at the next evaluation, saying how
+    # to resume.
     first = _sweep_process(interrupted)
-    _wait_for(lambda: _checkpoint_evals(interrupted) >= 3, first)
+    _wait_for(lambda: _checkpoint_evals(interrupted, FIRST_CALL) >= 3, first)
     first.send_signal(signal.SIGINT)
     log = first.communicate(timeout=600)[0]
     assert first.returncode == 130, log
     assert "rerun the same command to resume" in log and "Traceback" not in log, log
     assert not list(interrupted.rglob("*.tmp")), "a half-written file was left behind"
-    stopped_at = _checkpoint_evals(interrupted)
     # It stops at the evaluation after the signal, saving a checkpoint there (or between calls).
+    stopped_at = _checkpoint_evals(interrupted, FIRST_CALL)
     assert stopped_at >= 4 or list(interrupted.glob("combo_000/agents_*.npz")), log
 
-    # SIGKILL mid-run, after the resumed run has saved a later checkpoint.
+    # SIGKILL in the middle of the second call. Only the second call writes its own checkpoint, so
+    # waiting for that file cannot end on the first call's leftover (which the first call removes
+    # when it finishes). SIGSTOP freezes the sweep before the check that the call is still running;
+    # SIGKILL then lands exactly there.
     second = _sweep_process(interrupted)
-    _wait_for(
-        lambda: list(interrupted.glob("combo_000/agents_*.npz")) and _checkpoint_evals(interrupted) >= 3,
-        second,
-    )
+    _wait_for(lambda: _checkpoint_evals(interrupted, SECOND_CALL) >= 3, second)
+    second.send_signal(signal.SIGSTOP)
+    assert _checkpoint_evals(interrupted, SECOND_CALL) >= 3, "the second call ended before SIGSTOP"
     second.kill()
     second.communicate(timeout=60)
-    assert list(interrupted.glob("combo_000/checkpoint_*.npz")), "the kill should land mid-call"
+    assert (interrupted / "combo_000" / SECOND_CALL).exists(), "the kill should land mid-call"
+    assert [p.name for p in interrupted.glob("combo_000/agents_*.npz")] == ["agents_000000-000001.npz"]
 
     log = uninterrupted.communicate(timeout=900)[0]
     assert uninterrupted.returncode == 0, log
