@@ -384,7 +384,7 @@ def _supervised(tmp_path: pathlib.Path, mode: str) -> tuple[subprocess.Popen, in
             start_new_session=True,
         )
     deadline = time.monotonic() + 60
-    while not (tmp_path / f"{mode}.log").read_text().strip():
+    while not (tmp_path / f"{mode}.log").read_text().endswith("\n"):  # the whole pid line
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     return proc, int((tmp_path / f"{mode}.log").read_text().split()[0])
