@@ -162,7 +162,8 @@ def main() -> None:
             "seconds_with_compile_note": "a check of results, not a timing: the machine may be shared",
             "stand_in_file": path.name,
             "stand_in_last_10pct_return_per_seed": stand_in["last_10pct_return_per_seed"],
-            "equal_to_stand_in": stand_in["last_10pct_return_per_seed"] == result["last_10pct_return_per_seed"]
+            "equal_to_stand_in": stand_in["last_10pct_return_per_seed"]
+            == result["last_10pct_return_per_seed"]
             and stand_in["return_per_tenth_per_seed"] == result["return_per_tenth_per_seed"],
         }
         path = RESULTS / f"upstream_{task}_purejaxrl_wrappers.json"

@@ -277,7 +277,7 @@ def fit_values() -> dict:
     agents that fit on each card by state alone and at the measured point's peak/state factor, and
     the measured runs beside them."""
     memory = read_json("memory.json")
-    tasks, point = memory["tasks"], require(memory, "memory.json", "scaling_point")
+    point = require(memory, "memory.json", "scaling_point")
     scaling = read_json(SCALING_FILE)
     row = next(r for r in scaling["numbers"] if r.get("agent_iterations_per_second"))
     if (point["task"], point["overrides"]) != (scaling["settings"]["task"], scaling["settings"]["overrides"]):
@@ -288,7 +288,8 @@ def fit_values() -> dict:
         record["seeds"] if "seeds" in record else 1 for record in (read_json(name) for name in T1_FILES)
     }
     measured = {
-        "T1JoystickFlatTerrain": f"{' and '.join(map(str, sorted(t1_agents | {1})))} agents ran (peak not recorded)",
+        "T1JoystickFlatTerrain": f"{' and '.join(map(str, sorted(t1_agents | {1})))} agents ran "
+        "(peak not recorded)",
         "CheetahRun": "1 agent ran (peak not recorded)",
         "Pendulum-v1": "none (CPU only)",
     }
@@ -339,6 +340,7 @@ def t1_values() -> tuple[dict, dict]:
     published_at = dict(zip(fasttd3["env_step"], fasttd3["return"]))
     seconds_at = dict(zip(fasttd3["env_step"], fasttd3["time"]))
     published = {steps: published_at[steps] for steps in T1_PUBLISHED_STEPS}
+    reference_eval_envs = require(published_file, PUBLISHED_CURVES, "reference_code_eval_envs", "value")
     curves, timed = [], []
     for record in records.values():
         seconds, elapsed = {}, 0.0
@@ -391,7 +393,7 @@ def t1_values() -> tuple[dict, dict]:
         "pub_device": published_file["device"].split(" (")[0],
         "pub_seconds_5": num(seconds_at[T1_PUBLISHED_STEPS[0]], 0),
         "pub_seconds_10": num(seconds_at[T1_PUBLISHED_STEPS[1]], 0),
-        "ref_eval_episodes": f"{require(published_file, PUBLISHED_CURVES, 'reference_code_eval_envs', 'value'):,}",
+        "ref_eval_episodes": f"{reference_eval_envs:,}",
         "t1_table": "\n".join(row(step) for step in steps),
         "t1_sources": ", ".join(f"`bench/results/{name}`" for name in T1_FILES),
     }
@@ -451,15 +453,22 @@ def peer_values() -> tuple[dict, list[dict]]:
         for key, name in (("rejax_td3", "TD3"), ("rejax_sac", "SAC")):
             config = peer[key]["config"]
             rows.append(
-                peer_row(f"rejax {version} {name}, {PEER_SETTINGS[settings]}", peer[key], config["num_envs"],
-                         rejax_updates(config), seeds)  # fmt: skip
+                peer_row(
+                    f"rejax {version} {name}, {PEER_SETTINGS[settings]}",
+                    peer[key],
+                    config["num_envs"],
+                    rejax_updates(config),
+                    seeds,
+                )  # fmt: skip
             )
             curves.append((f"rejax {name}, {PEER_SETTINGS[settings]}", peer[key]))
     own_sac, own_td3 = own["rejax_sac"]["pooled"], own["rejax_td3"]["pooled"]
     at_ours = peers["ours"]
+    config_source = own["rejax_environment"]["config_source"].replace(" (", ", ").rstrip(")")
+    update_ratio = rejax_updates(own["rejax_sac"]["config"]) / ours_updates
     ours_pooled = ours["pooled"]
     verdict = (
-        f"At its own tuned config ({own['rejax_environment']['config_source'].replace(' (', ', ').rstrip(')')}) "
+        f"At its own tuned config ({config_source}) "
         f"rejax steps {own['rejax_sac']['config']['num_envs']} environment per agent and updates after "
         f"every step: {rejax_updates(own['rejax_sac']['config']):,} critic updates against our "
         f"{ours_updates:,}. There SAC solved {share(own_sac['share_final_at_threshold'], seeds)} seeds "
@@ -469,13 +478,13 @@ def peer_values() -> tuple[dict, list[dict]]:
         f"{num(ours_pooled['seconds_to_threshold'], 0)} s); TD3 solved "
         f"{share(own_td3['share_final_at_threshold'], seeds)}. rejax's SAC evaluates its stochastic "
         "policy, ours and its TD3 the deterministic one. With one environment against our "
-        f"{ours['config']['NUM_ENVS']} and {rejax_updates(own['rejax_sac']['config']) / ours_updates:g} times "
+        f"{ours['config']['NUM_ENVS']} and {update_ratio:g} times "
         "the updates, these times compare two ways of "
         "spending compute, not two implementations."
-        f" At our settings ({ours['config']['NUM_ENVS']} environments per agent, "
-        f"{ours['config']['NUM_UPDATES']} updates per iteration and every other value of ours that rejax has a key for: "
-        + ", ".join(f"`{k}` {v:g}" for k, v in at_ours["rejax_overrides"]["td3"].items())
-        + f"; its networks and losses stay its own), rejax ran the {budget['total_timesteps']:,} env "
+        f" At our settings ({at_ours['rejax_overrides']['td3']['num_envs']} environments per agent, "
+        f"{at_ours['rejax_overrides']['td3']['num_epochs']} updates per iteration, and our batch, learning "
+        "rate, discount, target rate, buffer, warm-up and noise where rejax has a key for them; its "
+        f"networks and losses stay its own), rejax ran the {budget['total_timesteps']:,} env "
         f"steps in {num(at_ours['rejax_td3']['pooled']['run_seconds'], 0)} s (TD3) and "
         f"{num(at_ours['rejax_sac']['pooled']['run_seconds'], 0)} s (SAC) against our "
         f"{num(at_ours['ours']['pooled']['run_seconds'], 0)} s: at equal parallelism, faster "
@@ -560,8 +569,12 @@ def reference_cpu_text() -> str:
         )
     ref_side = require(record, name, "reference")
     ours_side = require(record, name, "ours")
-    ref_runs = ref_side.get("iterations_per_second_each") or [require(ref_side, name, "iterations_per_second")]
-    ours_runs = ours_side.get("iterations_per_second_each") or [require(ours_side, name, "iterations_per_second")]
+    ref_runs = ref_side.get("iterations_per_second_each") or [
+        require(ref_side, name, "iterations_per_second")
+    ]
+    ours_runs = ours_side.get("iterations_per_second_each") or [
+        require(ours_side, name, "iterations_per_second")
+    ]
     ref, ours = median(ref_runs), median(ours_runs)
     measured = record.get("load_average_1_5_15", {})
     loads = [values[0] for when, values in measured.items() if when.startswith("before")]
@@ -577,6 +590,7 @@ def reference_cpu_text() -> str:
         if {"num_envs", "batch_size"} <= sizes.keys()
         else ""
     )
+
     def runs(values):
         return f"{len(values)} run" + ("s, median" if len(values) > 1 else "")
 

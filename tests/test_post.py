@@ -211,14 +211,17 @@ def _set(record, path, value):
 FAITHFUL = [
     ("heartbeat_cost_cpu.json", ("rows", 0, "all_seconds", "with"), [1.0, 2.5, 9.0], "2.50 s with reports"),
     ("heartbeat_cost_cpu.json", ("rows", 1, "all_seconds", "without"), [30.0, 31.0, 40.0], "against 31.00 s"),
-    ("reference_h200.json", ("reference_iterations_per_second", 0, "iterations_per_second"), 12.3, "12.3 (T1)"),
+    ("reference_h200.json", ("reference_iterations_per_second", 0, "iterations_per_second"), 12.3,
+     "12.3 (T1)"),
     ("reference_h200.json", ("reference_iterations_per_second", 2, "iterations_per_second"), 7.7,
      "is recorded at 7.7 iterations/s"),
     ("peer_pendulum_our_settings_cpu.json", ("rejax_td3", "pooled", "run_seconds"), 61.2, "in 61 s (TD3)"),
-    ("peer_pendulum_cpu.json", ("rejax_sac", "pooled", "env_steps_to_threshold"), 4800, "(4,800 against 9,600)"),
+    ("peer_pendulum_cpu.json", ("rejax_sac", "pooled", "env_steps_to_threshold"), 4800,
+     "(4,800 against 9,600)"),
     ("reference_published_curves_T1.json", ("curves", "FastTD3", "return", 1), 18.25, "published 18.25"),
     ("reference_published_curves_T1.json", ("curves", "FastTD3", "time", 2), 700.4, "23.36 after 700 s"),
-    ("reference_published_curves_T1.json", ("reference_code_eval_envs", "value"), 512, "each of 512 environments"),
+    ("reference_published_curves_T1.json", ("reference_code_eval_envs", "value"), 512,
+     "each of 512 environments"),
     ("memory.json", ("tasks", "T1JoystickFlatTerrain", "state_bytes_per_agent"), 2**34, "| 16.00 GiB |"),
     ("gpu_proof_scaling_NVIDIA_H200.json", ("numbers", 0, "agent_iterations_per_second"), 1234.5,
      "made 1,234.5 agent-iterations/s"),
@@ -228,7 +231,9 @@ FAITHFUL = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("name, path, value, expected", FAITHFUL, ids=[f"{c[0]}:{c[1][-1]}" for c in FAITHFUL])
+@pytest.mark.parametrize(
+    "name, path, value, expected", FAITHFUL, ids=[f"{c[0]}:{c[1][-1]}" for c in FAITHFUL]
+)
 def test_render_takes_each_number_from_its_file(tmp_path, monkeypatch, name, path, value, expected):
     results = _results_copy(tmp_path)
     record = json.loads((results / name).read_text())
@@ -258,8 +263,13 @@ def test_post_numbers_equal_their_files():
 
     text = render_post.POST.read_text()
     flat = " ".join(text.split())
-    beat = {row["eval_interval"]: row for row in json.loads((render_post.RESULTS / "heartbeat_cost_cpu.json").read_text())["rows"]}
-    assert f"the medians were {statistics.median(beat[100]['all_seconds']['with']):.2f} s with reports" in flat
+    beat = {
+        row["eval_interval"]: row
+        for row in json.loads((render_post.RESULTS / "heartbeat_cost_cpu.json").read_text())["rows"]
+    }
+    assert (
+        f"the medians were {statistics.median(beat[100]['all_seconds']['with']):.2f} s with reports" in flat
+    )
     assert f"and {statistics.median(beat[100]['all_seconds']['without']):.2f} s without" in flat
     curves = json.loads((render_post.RESULTS / "reference_published_curves_T1.json").read_text())
     published = json.loads((render_post.RESULTS / "reference_published.json").read_text())
