@@ -3,7 +3,11 @@
 The reference (`SimpleReplayBuffer`, spec §5) stores float32 obs and next obs, the privileged
 tail twice (asymmetric Playground tasks), float32 action and reward, and int64 done and
 truncation flags. Ours stores each observation once plus a small ring of time-out observations.
-Shapes only: nothing is allocated, so this runs anywhere.
+Also the whole per-agent state `train` carries (`TrainLoop.init`'s Runner: replay, networks,
+target critics, optimizer states, normalizers, env states), at the task's defaults and, for
+CheetahRun, at the 128 envs and batch 4096 of the measured 128-agent scaling point, so the model
+can be set beside what XLA reported there. Shapes only: nothing is allocated, so this runs
+anywhere.
 
     MENAGERIE_PATH=../shared/menagerie python bench/bench_memory.py [TASK ...]
 
@@ -13,6 +17,8 @@ Writes bench/results/memory.json.
 from __future__ import annotations
 
 import sys
+
+import jax
 
 import envs
 import purejax_fasttd3 as ft
@@ -24,8 +30,19 @@ def reference_bytes_per_transition(env: envs.Env) -> int:
     return 4 * floats + 2 * 8
 
 
+def state_bytes(config: dict) -> int:
+    """Bytes of one agent's whole training state (`TrainLoop.init`; shapes only)."""
+    loop = ft.make_train_loop(config)
+    shapes = jax.eval_shape(loop.init, jax.random.PRNGKey(0))
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+
+# The settings of the measured scaling point (bench/results/gpu_proof_scaling_NVIDIA_H200.json).
+SCALING_POINT = {"task": "CheetahRun", "overrides": {"NUM_ENVS": 128, "BATCH_SIZE": 4096}}
+
+
 def main() -> None:
-    tasks = sys.argv[1:] or ["T1JoystickFlatTerrain", "CheetahRun"]
+    tasks = sys.argv[1:] or ["T1JoystickFlatTerrain", "CheetahRun", "Pendulum-v1"]
     rows = {}
     for task in tasks:
         config = ft.make_config(task)
@@ -44,12 +61,16 @@ def main() -> None:
             "bytes_per_transition": ours,
             "reference_bytes_per_transition": reference,
             "ratio_to_reference": ours / reference,
+            "state_bytes_per_agent": state_bytes(config),
         }
         print(
             f"{task}: {ours:.1f} B/transition vs reference {reference} ({ours / reference:.2f}x), "
             f"{total / 2**30:.2f} GiB per agent"
         )
-    write("memory", {"benchmark": "replay_memory", "tasks": rows, **environment()})
+    point = ft.make_config(SCALING_POINT["task"], **SCALING_POINT["overrides"])
+    scaling_point = {**SCALING_POINT, "state_bytes_per_agent": state_bytes(point)}
+    record = {"benchmark": "replay_memory", "tasks": rows, "scaling_point": scaling_point}
+    write("memory", {**record, **environment()})
 
 
 if __name__ == "__main__":

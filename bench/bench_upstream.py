@@ -7,9 +7,16 @@ bench/results/upstream_<task>.png, that return against env steps (mean and range
     python bench/bench_upstream.py pendulum           # the file's __main__ config, SEED 100
     python bench/bench_upstream.py inverted_pendulum  # Brax (mjx), CPU-sized
 
-The file imports PureJaxRL's `wrappers.py` (`from wrappers import ...`); PureJaxRL's own imports
-navix at the top, so the run uses our stand-in with the same interface
-(tests/test_purejaxrl_api.WRAPPERS_PY), written to a temporary folder.
+The file imports PureJaxRL's `wrappers.py` (`from wrappers import ...`). By default the run uses
+our stand-in with the same interface (tests/test_purejaxrl_api.WRAPPERS_PY), written to a temporary
+folder. `--wrappers DIR` runs it with the `wrappers.py` in DIR instead, e.g. PureJaxRL's own, copied
+from its public repository into a throwaway folder outside this one (never committed; it imports
+chex and navix at the top, which must be importable), and writes
+bench/results/upstream_<task>_purejaxrl_wrappers.json beside the stand-in's file, with the
+per-seed returns of both and whether they are equal.
+
+    python bench/bench_upstream.py pendulum --wrappers /tmp/purejaxrl/purejaxrl \
+        --wrappers-source "luchris429/purejaxrl purejaxrl/wrappers.py at commit 31756b1"
 """
 
 from __future__ import annotations
@@ -79,8 +86,9 @@ INVERTED_PENDULUM = {  # untuned: Pendulum's settings, sized for a CPU, support 
 CONFIGS = {"pendulum": PENDULUM, "inverted_pendulum": INVERTED_PENDULUM}
 
 
-def load_upstream():
-    sys.path.insert(0, str(install_wrappers(pathlib.Path(tempfile.mkdtemp()))))
+def load_upstream(wrappers: pathlib.Path | None = None):
+    folder = wrappers or install_wrappers(pathlib.Path(tempfile.mkdtemp()))
+    sys.path.insert(0, str(folder))
     spec = importlib.util.spec_from_file_location("upstream_fasttd3", UPSTREAM)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -114,9 +122,15 @@ def plot(result: dict, tenths: np.ndarray, path: pathlib.Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("task", choices=sorted(CONFIGS))
-    task = parser.parse_args().task
+    parser.add_argument("--wrappers", type=pathlib.Path, help="folder holding the wrappers.py to use")
+    parser.add_argument("--wrappers-source", default="", help="where --wrappers' file came from")
+    args = parser.parse_args()
+    task = args.task
     config = dict(CONFIGS[task])
-    upstream = load_upstream()
+    upstream = load_upstream(args.wrappers)
+    if args.wrappers is not None:
+        imported = pathlib.Path(sys.modules["wrappers"].__file__).resolve().parent
+        assert imported == args.wrappers.resolve(), f"the file imported {imported}/wrappers.py"
     rngs = jax.random.split(jax.random.PRNGKey(config["SEED"]), config["NUM_SEEDS"])
     start = time.perf_counter()
     out = jax.block_until_ready(jax.jit(jax.vmap(upstream.make_train(dict(config))))(rngs))
@@ -140,8 +154,23 @@ def main() -> None:
         "environment": environment(),
     }
     path = RESULTS / f"upstream_{task}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, np.stack(tenths, 1), path.with_suffix(".png"))
+    if args.wrappers is not None:
+        stand_in = json.loads(path.read_text())
+        result = {
+            **result,
+            "wrappers": args.wrappers_source or str(args.wrappers),
+            "seconds_with_compile_note": "a check of results, not a timing: the machine may be shared",
+            "stand_in_file": path.name,
+            "stand_in_last_10pct_return_per_seed": stand_in["last_10pct_return_per_seed"],
+            "equal_to_stand_in": stand_in["last_10pct_return_per_seed"]
+            == result["last_10pct_return_per_seed"]
+            and stand_in["return_per_tenth_per_seed"] == result["return_per_tenth_per_seed"],
+        }
+        path = RESULTS / f"upstream_{task}_purejaxrl_wrappers.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    else:
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        plot(result, np.stack(tenths, 1), path.with_suffix(".png"))
     print(json.dumps({k: v for k, v in result.items() if k not in ("config", "environment")}, indent=2))
     print(f"wrote {path.relative_to(ROOT)}")
 

@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     parser.add_argument("--chromium", required=True, help="path of a Chromium or headless-shell binary")
     parser.add_argument("--screenshot", type=pathlib.Path, required=True, help="where to write the PNG")
     args = parser.parse_args(argv)
-    body = markdown.markdown(POST.read_text(), extensions=["tables"])
+    body = markdown.markdown(POST.read_text(), extensions=["tables", "fenced_code"])
     head = f"<head><meta charset='utf-8'><style>{STYLE}</style></head>"
     html = f"<!doctype html><html>{head}<body>{body}</body></html>"
     with tempfile.NamedTemporaryFile("w", suffix=".html", dir=POST.parent, delete=True) as page_file:
@@ -54,7 +54,8 @@ def main(argv=None) -> None:
             version = browser.version
             browser.close()
     record = {
-        "what": "docs/post.md converted to HTML (python-markdown, tables) and opened in headless Chromium",
+        "what": "docs/post.md converted to HTML (python-markdown, tables and fenced code) and opened in "
+        "headless Chromium",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "browser": f"Chromium {version}",
         "viewport_width": 1100,

@@ -122,3 +122,33 @@ def peer_curves_figure(curves: list[dict], threshold: float, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def t1_learning_figure(ours: list[dict], published: dict[str, dict], title: str):
+    """T1 eval return against env steps (left) and seconds (right): each of our agents as
+    measured points joined, and the reference repository's published curves (mean with its
+    min-max band) drawn as the file gives them.
+
+    ours: {"label", "env_steps", "seconds", "returns"} per agent (seconds: the program's measured
+    time since its first iteration, compilation excluded); published: {name: {"env_step", "time",
+    "return", "return_min", "return_max"}}."""
+    colors = category_colors(1 + len(published))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, ours_key, ref_key, scale in zip(axes, ("env_steps", "seconds"), ("env_step", "time"), (1e6, 60)):
+        for k, agent in enumerate(ours):
+            label = f"FastTD3X, {len(ours)} agents, H200 (measured)" if k == 0 else None
+            x = np.asarray(agent[ours_key], float) / scale
+            ax.plot(x, agent["returns"], "o-", color=colors[0], alpha=0.6, markersize=4, label=label)
+        for (name, curve), color in zip(published.items(), colors[1:]):
+            x = np.asarray(curve[ref_key], float) / scale
+            ax.plot(x, curve["return"], "s--", color=color, markersize=3, label=f"{name}, A100 (published)")
+            ax.fill_between(x, curve["return_min"], curve["return_max"], color=color, alpha=0.15)
+    limit = max(max(agent["env_steps"]) for agent in ours) * 2.2
+    axes[0].set_xlim(0, limit / 1e6)
+    axes[1].set_xlim(0, max(max(agent["seconds"]) for agent in ours) * 2.2 / 60)
+    _return_axes(fig, axes[0], "env steps (millions)", "mean eval return", "by env steps")
+    _return_axes(fig, axes[1], "minutes of training (compilation excluded)", "", "by wall-clock time")
+    axes[1].get_legend().remove()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
