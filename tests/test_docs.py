@@ -109,7 +109,8 @@ def test_every_page_is_linked_from_the_readme():
 
 @pytest.mark.parametrize("page", ["README.md", "docs/benchmarks.md"])
 def test_every_results_row_names_its_file(page):
-    rows = [line for line in _section((ROOT / page).read_text(), "Results").splitlines() if line.startswith("|")]
+    section = _section((ROOT / page).read_text(), "Results")
+    rows = [line for line in section.splitlines() if line.startswith("|")]
     body = rows[2:]  # header and separator first
     assert body, f"the Results table of {page} has rows"
     for row in body:
@@ -139,12 +140,12 @@ def test_gitignore_keeps_bench_results():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("fasttd3x") is None, reason="the fasttd3x package is not importable")
+@pytest.mark.skipif(importlib.util.find_spec("fasttd3x") is None, reason="no fasttd3x package to import")
 def test_readme_example_runs():
     """The README's first example, as written, trains its four agents and all of them solve."""
     example = re.findall(r"```python\n(.*?)```", README, re.S)[0]
     assert "from fasttd3x import make_config, make_train" in example
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, "-c", example], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
