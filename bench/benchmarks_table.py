@@ -1,7 +1,7 @@
-"""The README's Benchmarks section, generated from the GPU result files in bench/results/.
+"""The per-card section of docs/benchmarks.md, generated from the GPU result files in bench/results/.
 
-    python bench/benchmarks_table.py            # rewrite the block between the README markers
-    python bench/benchmarks_table.py --check    # exit 1 if the README block is not what the files give
+    python bench/benchmarks_table.py            # rewrite the block between the page's markers
+    python bench/benchmarks_table.py --check    # exit 1 if the page's block is not what the files give
     python bench/benchmarks_table.py --print    # print the block
 
 Reads the JSON files that bench/gpu_proof.py (gpu_proof_<stage>_<device>.json),
@@ -26,7 +26,7 @@ from plots.results import agent_curves, returns_at
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "benchmarks.md"  # the page that holds the block (the README links to it)
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 DEVICE_COMMAND = "bash bench/gpu_proof.sh"
 
@@ -336,7 +336,7 @@ def render(results: pathlib.Path = RESULTS, include_cpu: bool = False) -> str:
 def readme_block(text: str) -> str:
     start, end = text.find(START), text.find(END)
     if start < 0 or end < start:
-        raise SystemExit(f"README.md has no {START} ... {END} block")
+        raise SystemExit(f"the page has no {START} ... {END} block")
     return text[start : end + len(END)]
 
 
