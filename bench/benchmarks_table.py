@@ -126,9 +126,15 @@ def throughput_table(device: str, rows: list[dict]) -> list[str]:
     if on_card:
         lines += [
             "",
+            "Ours exclude evaluation. The reference's rates are figures recorded on "
+            f"{REFERENCE['date']} with no raw timing log in the repository, and whether they include "
+            "its evaluation is not recorded; read the ratios as indicative until both sides run from "
+            "one script on one card.",
+            "",
             f"On this card the simulator and the learner timed alone bound T1 at about "
-            f"{T1_BOUND_ITERATIONS:.0f} iterations/s in bfloat16. The reference's figures and these "
-            "bounds, with their provenance: `bench/results/reference_h200.json`.",
+            f"{T1_BOUND_ITERATIONS:.0f} iterations/s in bfloat16 (derived: the two times added). The "
+            "reference's figures and these bounds, with their provenance: "
+            "`bench/results/reference_h200.json`.",
         ]
     return lines
 
@@ -161,8 +167,10 @@ def scaling_section(device: str, records) -> list[str]:
             ref = REFERENCE_ITERATIONS[key]
             lines += [
                 "",
-                f"The PyTorch reference trains one agent per process: {ref} iterations/s at these settings "
-                "on an H200."
+                f"The PyTorch reference trains one agent per process: recorded at {ref} iterations/s at "
+                "these settings on an H200 (`bench/results/reference_h200.json`). One agent's FastTD3X "
+                "rate at these settings is not in this table, so the two do not separate what vmapping "
+                "buys from what the implementation buys."
                 if _ref_name(device)
                 else "The PyTorch reference at these settings: not measured on this card.",
             ]

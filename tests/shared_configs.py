@@ -9,10 +9,10 @@ conftest.py, which pytest does not mean to be imported. A test that needs a vari
 import os
 
 # Most tests run small programs, so compiling is nearly all their time. XLA's CPU backend
-# compiles with LLVM's optimizations off much faster and runs the result about 2.7x slower
-# (a vmapped Pendulum-v1 train on a 2-core CPU: compile 21 s -> 9 s, run 7 s -> 19 s; the whole
-# suite in CI: 1,312 s -> 606 s). tests/conftest.py gives the pytest processes this flag, and
-# `subprocess_env` gives it to the tests' JAX subprocesses. What trains for long, or must match
+# compiles with LLVM's optimizations off much faster and runs the result slower; with this flag
+# the whole suite takes 606 s in CI on 2 cores (bench/results/ci_durations_cpu.json).
+# tests/conftest.py gives the pytest processes this flag, and `subprocess_env` gives it to the
+# tests' JAX subprocesses. What trains for long, or must match
 # numbers saved from a default build, compiles as users' programs do: a jit with
 # `compiler_options=DEFAULT_BUILD` in process (the held-out learning test), or a subprocess
 # environment without the flag (tests/test_stop.py). Rounding differs between the two builds, so

@@ -117,6 +117,15 @@ def test_every_results_row_names_its_file(page):
         assert "bench/results/" in row, f"a Results row of {page} names no result file: {row}"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_pages_have_no_words_about_how_the_project_is_worked_on(page):
+    """The pattern the post's tests apply to the post, README.md and PR.md, on the docs pages."""
+    from test_post import PROCESS_WORDS
+
+    found = sorted({match.group(0) for match in PROCESS_WORDS.finditer(page.read_text())})
+    assert not found, f"{page.name} speaks of how the project is worked on: {found}"
+
+
 def test_readme_is_short():
     lines = README.count("\n") + 1
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move detail to docs/"

@@ -1,5 +1,6 @@
-"""bench/gpu_proof.py runs every stage (on CPU, tiny) and writes what the README table reads, and
-the README's Benchmarks block is what bench/benchmarks_table.py makes of bench/results/."""
+"""bench/gpu_proof.py runs every stage (on CPU, tiny) and writes what the per-card tables of
+docs/benchmarks.md read, and that page's generated block is what bench/benchmarks_table.py makes of
+bench/results/."""
 
 import json
 import os
@@ -69,7 +70,7 @@ def test_smoke_writes_every_stage(tmp_path):
     assert {row["component"] for row in files["gpu_proof_profile_cpu.json"]["numbers"]} == COMPONENTS
     assert [row["env_steps"] for row in files["gpu_proof_learn2_cpu.json"]["numbers"]] == [80, 160, 240, 320]
     assert "GPU config ok: learn2 T1JoystickFlatTerrain to 10,240,000 env steps" in done.stdout
-    # The README table reads these files (forced to include CPU results) without a KeyError.
+    # docs/benchmarks.md's tables read these files (forced to include CPU results) without a KeyError.
     block = benchmarks_table.render(out, include_cpu=True)
     for stage in STAGES:
         assert f"gpu_proof_{stage}_cpu.json" in block

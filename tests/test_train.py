@@ -220,7 +220,7 @@ SOLVED = -200.0
 @pytest.fixture(scope="module")
 def default_job():
     """The default Pendulum-v1 job on 8 held-out seeds, vmapped and as 8 single runs, compiled
-    as users' programs are (the suite's fast compiles run long training 2.7x slower)."""
+    as users' programs are (the suite's fast compiles run long training slower)."""
     config = ft.make_config("Pendulum-v1")
     rngs = jax.random.split(jax.random.PRNGKey(HELD_OUT_SEED), 8)
     vmapped_train = jax.jit(jax.vmap(ft.make_train(config)), compiler_options=DEFAULT_BUILD)
