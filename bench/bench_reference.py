@@ -32,6 +32,19 @@ and never after its last one), ours after iterations E, 2E, ..., T. Env steps ar
 iteration * num_envs for both; the reference has then taken one iteration more (num_envs env
 steps, one update step), which is far below the eval spacing.
 
+`--reference-evaluation` (with --learn) evaluates ours the reference's way instead: from its
+start states (its eval envs reset with `jax.random.split(PRNGKey(seed), num_eval_envs)`, where
+ours use the run's own key) and after its iteration count (iteration index 0 first, then E per
+evaluation: evaluations after the same g + 1 iterations as the reference's). Its runs go to their
+own entry, "<task> (reference evaluation)"; the reference side is the same runs.
+
+`--equivalence` (with --learn) runs the pre-registered equivalence study of issue #36
+(`EQUIVALENCE_PROTOCOL`, recorded in the task's own entry "<task> (equivalence)" before its first
+run): per seed the mean evaluation return over all evaluations, two one-sided Welch tests
+against a margin of 20% of the reference's mean (`tost_welch`, reported with the 90% CI), at
+least 24 seeds a side, evaluations every 100 iterations on 64 eval envs. `seeds_for_equivalence`
+sizes the seed count from a pilot's spread. Not yet run.
+
 --learn is resumable per (task, implementation, seed), and `--collect-only` merges what finished
 under --cache (e.g. seeds run in other processes) without training anything: seeds already in
 bench/results/reference_learning_cpu.json are skipped; a reference seed whose worker finished
@@ -69,6 +82,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
+import envs
 import purejax_fasttd3 as ft
 from common import RESULTS, Chunks, environment, write
 from plots.results import bootstrap_ci
@@ -146,6 +160,72 @@ def permutation_test(a, b, reps: int = 20_000, seed: int = 0) -> dict:
     diffs = np.abs(shuffled[:, : len(a)].mean(1) - shuffled[:, len(a) :].mean(1))
     count = int(np.sum(diffs >= observed - tolerance))
     return {"p": (count + 1) / (reps + 1), "method": "monte_carlo", "splits": reps}
+
+
+# The pre-registered equivalence study of issue #36, written before any of its runs: `--learn
+# --equivalence` records it in the task's entry when the entry is created, then runs.
+EQUIVALENCE_PROTOCOL = {
+    "primary_measure": "each seed's mean evaluation return over all of its evaluations "
+    "(area under the curve)",
+    "test": "two one-sided Welch t-tests (TOST) of ours minus reference against -margin and +margin, "
+    "each at alpha; equivalent when both reject, i.e. when the (1 - 2 alpha) Welch CI of the difference "
+    "lies inside [-margin, +margin]",
+    "margin_fraction_of_reference_mean": 0.2,
+    "alpha": 0.05,
+    "min_seeds_per_side": 24,
+    "seeds": "the same seed numbers on both sides (0..N-1)",
+    "eval_interval": 100,
+    "num_eval_envs": 64,
+    "tasks": {
+        "CartpoleSwingup": "1,500 iterations",
+        "second": "a DeepMind Control task of another kind at a short budget; it and its seed count "
+        "are chosen from a pilot's spread of the primary measure with seeds_for_equivalence "
+        "(power 0.8 at a true difference of 0), written here before its runs",
+    },
+    "report": [
+        "the 90% CI of the difference against +-margin and the TOST verdict, per task",
+        "curves with bootstrap bands, final-return distributions, the first evaluation above the plateau",
+    ],
+}
+
+
+def area_under_curve(run: dict) -> float:
+    """The protocol's primary measure: a seed's mean evaluation return over its evaluations."""
+    return float(np.mean(run["eval_return"]))
+
+
+def tost_welch(ours, reference, margin_fraction: float = 0.2, alpha: float = 0.05) -> dict:
+    """TOST of ours minus reference with Welch's standard error and degrees of freedom against
+    +-margin_fraction x |reference mean|: both one-sided p-values, the (1 - 2 alpha) CI and the
+    verdict (equivalent iff the CI lies inside the margins, iff both p < alpha)."""
+    a, b = np.asarray(ours, float), np.asarray(reference, float)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"tost_welch needs at least 2 values per sample, got {len(a)} and {len(b)}")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    diff, margin = a.mean() - b.mean(), margin_fraction * abs(b.mean())
+    p_lower = scipy.stats.t.sf((diff + margin) / se, df)  # H0: diff <= -margin
+    p_upper = scipy.stats.t.cdf((diff - margin) / se, df)  # H0: diff >= +margin
+    half = scipy.stats.t.ppf(1 - alpha, df) * se
+    return {
+        "difference": float(diff),
+        "margin": float(margin),
+        "ci": [float(diff - half), float(diff + half)],
+        "ci_level": 1 - 2 * alpha,
+        "df": float(df),
+        "p_lower": float(p_lower),
+        "p_upper": float(p_upper),
+        "equivalent": bool(max(p_lower, p_upper) < alpha),
+    }
+
+
+def seeds_for_equivalence(sd_ours: float, sd_reference: float, margin: float, alpha=0.05, power=0.8) -> int:
+    """Seeds per side for TOST to conclude equivalence with `power` when the true difference is 0:
+    n = (z(1 - alpha) + z(1 - (1 - power) / 2))^2 (sd_ours^2 + sd_reference^2) / margin^2, the
+    normal approximation, plus one seed for the t distribution's heavier tails at small n."""
+    z = scipy.stats.norm.ppf(1 - alpha) + scipy.stats.norm.ppf(1 - (1 - power) / 2)
+    return math.ceil(z**2 * (sd_ours**2 + sd_reference**2) / margin**2) + 1
 
 
 def intervals_overlap(first: tuple[float, float], second: tuple[float, float]) -> bool:
@@ -230,6 +310,20 @@ def summarize_task(entry: dict) -> None:
     if all(finals.values()):
         entry["final_returns"] = finals
         entry["comparison"] = compare_finals(finals["reference"], finals["ours"])
+    both = sorted(set(done["reference"]) & set(done["ours"]))
+    if entry["settings"].get("equivalence") and len(both) >= 2:
+        areas = {name: [area_under_curve(runs[name][str(s)]) for s in both] for name in runs}
+        protocol = entry["protocol"]
+        entry["equivalence"] = {
+            "seeds": both,
+            "area_under_curve": areas,
+            "tost": tost_welch(
+                areas["ours"],
+                areas["reference"],
+                protocol["margin_fraction_of_reference_mean"],
+                protocol["alpha"],
+            ),
+        }
 
 
 def load_results(path: pathlib.Path) -> dict:
@@ -407,17 +501,61 @@ def ours_config(task: str, settings: dict) -> dict:
     )
 
 
+def reference_eval_states(env, config: dict, seed) -> envs.EnvState:
+    """The reference's evaluation start states for `--seed seed`: its eval envs reset with
+    `jax.random.split(jax.random.PRNGKey(seed), num_eval_envs)` (ours use the run's own key)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), max(config["NUM_EVAL_ENVS"], 1))
+    return jax.vmap(env.reset)(keys)
+
+
+def reference_evaluation_train(config: dict):
+    """`train(rng, seed) -> (eval returns [TOTAL_TIMESTEPS // EVAL_INTERVAL], runner)`: our
+    pieces evaluated as the reference evaluates, from its start states (`reference_eval_states`)
+    and after its iteration count: it evaluates after the update of iteration index g for
+    g = E, 2E, ..., T, i.e. after g + 1 iterations, ours by default after g. So this runs
+    iteration 0 first, then chunks of E iterations (indices 1..E, E+1..2E, ...), each followed by
+    an evaluation. The learning-rate schedules still span TOTAL_TIMESTEPS = T iterations (the
+    reference's T + 1; equal for constant rates, the Playground defaults)."""
+    env = envs.make_env(config)
+    nets = ft.make_networks(config, env.action_dim)
+    interval, num_evals = config["EVAL_INTERVAL"], config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"]
+
+    def step(runner, iteration):
+        return ft.iteration_step(nets, env, config, runner, iteration)[0], None
+
+    def chunk(runner, index):
+        runner, _ = jax.lax.scan(step, runner, index * interval + 1 + jnp.arange(interval))
+        return runner, ft.evaluate(nets, env, config, runner.train_state, runner.eval_states)
+
+    def train(rng, seed):
+        runner = ft.init_runner(nets, env, config, rng)
+        runner = runner._replace(eval_states=reference_eval_states(env, config, seed))
+        runner, _ = step(runner, jnp.int32(0))
+        runner, returns = jax.lax.scan(chunk, runner, jnp.arange(num_evals))
+        return returns, runner
+
+    return train
+
+
 def run_ours(task: str, settings: dict, seeds: list[int]) -> dict[int, dict]:
     """Our agents of `seeds`, vmapped in one program; seed s trains on PRNGKey(s). A line after
-    every evaluation: on CPU the program runs for up to an hour."""
+    every evaluation: on CPU the program runs for up to an hour. With the settings'
+    `reference_evaluation`, evaluated as the reference evaluates (`reference_evaluation_train`;
+    no progress lines)."""
     config = ours_config(task, settings)
     rngs = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     start = time.perf_counter()
-    train = ft.make_train(config, progress=ft.ProgressPrinter(config))
-    out = jax.block_until_ready(jax.jit(jax.vmap(train))(rngs))
+    if settings.get("reference_evaluation"):
+        train = reference_evaluation_train(config)
+        returns, _ = jax.block_until_ready(jax.jit(jax.vmap(train))(rngs, jnp.asarray(seeds)))
+        returns = np.asarray(returns, float)
+        iterations = settings["eval_iterations"]
+    else:
+        train = ft.make_train(config, progress=ft.ProgressPrinter(config))
+        out = jax.block_until_ready(jax.jit(jax.vmap(train))(rngs))
+        returns = np.asarray(out["metrics"]["eval_return"], float)
+        iterations = np.asarray(out["metrics"]["iteration"])[0].astype(int).tolist()
     seconds = time.perf_counter() - start
-    returns = np.asarray(out["metrics"]["eval_return"], float)
-    iterations = np.asarray(out["metrics"]["iteration"])[0].astype(int).tolist()
     env_steps = ft.env_steps_at_evals(config).tolist()
     print(
         f"ours {task} seeds {seeds}: {seconds:.0f} s with compilation, finals {np.round(returns[:, -1], 1)}"
@@ -453,10 +591,17 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
     evals = range(args.eval_interval, args.iterations + 1, args.eval_interval)
     settings = {"iterations": args.iterations, "eval_interval": args.eval_interval, "sizes": sizes,
                 "agent": args.agent, "eval_iterations": list(evals)}  # fmt: skip
+    if args.reference_evaluation:  # only then: entries run without the option keep their settings
+        settings["reference_evaluation"] = True
+    if args.equivalence:
+        settings["equivalence"] = True
     seeds = list(range(args.seeds))
-    name = entry_name(args.env, args.agent)
+    name = entry_name(args.env, args.agent) + (" (reference evaluation)" if args.reference_evaluation else "")
+    name += " (equivalence)" if args.equivalence else ""
     result = load_results(path)
     entry = task_entry(result, name, settings, args.seeds)
+    if args.equivalence:
+        entry.setdefault("protocol", EQUIVALENCE_PROTOCOL)  # recorded before the first run
     config = ours_config(args.env, settings)
     entry["ours_config"] = config
     result.update(
@@ -479,7 +624,8 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
         write(path.stem, current, path.parent)
 
     # Our finished seeds are also kept under --cache, so a rerun never trains them again.
-    ours_file = cache / "runs" / f"ours_{run_key(args.env, settings)}.json"
+    ours_key = run_key(args.env, settings) + ("_refeval" if args.reference_evaluation else "")
+    ours_file = cache / "runs" / f"ours_{ours_key}.json"
     ours_cached = json.loads(ours_file.read_text()) if ours_file.exists() else {}
     for seed in missing_seeds(entry, "ours", seeds):
         if str(seed) in ours_cached:
@@ -603,6 +749,19 @@ def main() -> None:
         action="store_true",
         help="--learn: merge the seeds already finished under --cache into the JSON; train nothing",
     )
+    parser.add_argument(
+        "--reference-evaluation",
+        action="store_true",
+        help="--learn: ours evaluates the reference's start states (PRNGKey(seed)) after its iteration "
+        "count (one more iteration before each evaluation); its own results entry",
+    )
+    parser.add_argument(
+        "--equivalence",
+        action="store_true",
+        help="--learn: the pre-registered equivalence study (EQUIVALENCE_PROTOCOL: TOST on each seed's "
+        "area under the curve, margin 20%% of the reference's mean); needs --seeds >= 24, "
+        "--eval-interval 100 and --num-eval-envs 64; its own results entry",
+    )
     parser.add_argument("--warmup-iterations", type=int, default=200, help="--throughput")
     parser.add_argument("--measure-iterations", type=int, default=1_000, help="--throughput")
     parser.add_argument(
@@ -626,6 +785,16 @@ def main() -> None:
         raise SystemExit(
             f"--eval-interval {args.eval_interval}: must be a multiple of 100 (the reference only evaluates "
             f"on its 100-iteration logging steps) that divides --iterations {args.iterations}"
+        )
+    protocol = EQUIVALENCE_PROTOCOL
+    if args.equivalence and (
+        args.seeds < protocol["min_seeds_per_side"]
+        or args.eval_interval != protocol["eval_interval"]
+        or args.num_eval_envs != protocol["num_eval_envs"]
+    ):
+        raise SystemExit(
+            f"--equivalence: the protocol needs --seeds >= {protocol['min_seeds_per_side']}, --eval-interval "
+            f"{protocol['eval_interval']} and --num-eval-envs {protocol['num_eval_envs']}"
         )
     cache = pathlib.Path(os.path.expanduser(args.cache)).resolve()
     cache.mkdir(parents=True, exist_ok=True)

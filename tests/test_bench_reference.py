@@ -170,3 +170,76 @@ def test_agent_goes_to_both_sides_and_keys_its_own_entry():
     assert br.entry_name("CartpoleBalance", "fasttd3") == "CartpoleBalance"
     assert br.entry_name("CartpoleBalance", "fasttd3_simbav2") == "CartpoleBalance (fasttd3_simbav2)"
     assert br.run_key("CartpoleBalance", simba) != br.run_key("CartpoleBalance", plain)
+
+
+def test_reference_evaluation_uses_its_start_states_and_iteration_count():
+    """`--reference-evaluation`: the eval states are the reference's (reset from
+    split(PRNGKey(seed))), not the run's own, and each evaluation comes one iteration later
+    than ours: T + 1 iterations in all (the buffer's write pointer counts them)."""
+    import jax
+    import jax.numpy as jnp
+
+    import envs
+    import purejax_fasttd3 as ft
+
+    config = ft.make_config(
+        "Pendulum-v1", NUM_ENVS=2, NUM_EVAL_ENVS=2, BATCH_SIZE=8, TOTAL_TIMESTEPS=8, EVAL_INTERVAL=4,
+        LEARNING_STARTS=2, CRITIC_HIDDEN_DIM=8, ACTOR_HIDDEN_DIM=8, BUFFER_SIZE=32,
+    )  # fmt: skip
+    env = envs.make_env(config)
+    returns, runner = jax.jit(br.reference_evaluation_train(config))(jax.random.PRNGKey(5), jnp.int32(3))
+    assert returns.shape == (2,) and bool(jnp.isfinite(returns).all())
+    assert int(runner.buffer.ptr) == config["TOTAL_TIMESTEPS"] + 1
+    theirs = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(3), 2))
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, runner.eval_states, theirs))
+    nets = ft.make_networks(config, env.action_dim)
+    own = ft.init_runner(nets, env, config, jax.random.PRNGKey(5)).eval_states
+    assert not jnp.array_equal(own.obs, theirs.obs)
+
+
+def test_tost_matches_two_one_sided_welch_tests_in_scipy():
+    ours = np.array([70.0, 81.0, 95.0, 64.0, 88.0, 77.0])
+    reference = np.array([72.0, 90.0, 61.0, 85.0, 79.0, 83.0, 69.0])
+    out = br.tost_welch(ours, reference, margin_fraction=0.2, alpha=0.05)
+    margin = 0.2 * reference.mean()
+    lower = scipy.stats.ttest_ind(ours, reference - margin, equal_var=False, alternative="greater")
+    upper = scipy.stats.ttest_ind(ours, reference + margin, equal_var=False, alternative="less")
+    assert out["margin"] == pytest.approx(margin)
+    assert out["p_lower"] == pytest.approx(lower.pvalue) and out["p_upper"] == pytest.approx(upper.pvalue)
+    ci = scipy.stats.ttest_ind(ours, reference, equal_var=False).confidence_interval(0.90)
+    assert out["ci"] == pytest.approx([ci.low, ci.high])
+    inside = -margin < out["ci"][0] and out["ci"][1] < margin
+    assert out["equivalent"] == inside == (max(out["p_lower"], out["p_upper"]) < 0.05)
+
+
+def test_tost_refuses_a_shifted_sample_and_accepts_a_tight_match():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(100.0, 5.0, 30)
+    assert br.tost_welch(reference + rng.normal(0.0, 1.0, 30), reference)["equivalent"]
+    assert not br.tost_welch(reference * 1.5, reference)["equivalent"]
+
+
+def test_seeds_for_equivalence_reaches_its_power_in_simulation():
+    """At the returned seed count and a true difference of 0, TOST concludes equivalence in
+    about 80% of simulated studies (normal returns; 2,000 studies)."""
+    sd, mean = 30.0, 100.0
+    n = br.seeds_for_equivalence(sd, sd, 0.2 * mean)
+    rng = np.random.default_rng(1)
+    hits = [
+        br.tost_welch(rng.normal(mean, sd, n), rng.normal(mean, sd, n))["equivalent"] for _ in range(2000)
+    ]
+    assert 0.78 <= np.mean(hits) <= 0.9, (n, np.mean(hits))
+    assert br.seeds_for_equivalence(sd, sd, 0.1 * mean) > 3 * n  # a half margin needs ~4x the seeds
+
+
+def test_equivalence_summary_uses_each_seeds_area_under_the_curve():
+    settings = {**SETTINGS, "equivalence": True}
+    entry = br.new_task_entry(settings, 3)
+    entry["protocol"] = br.EQUIVALENCE_PROTOCOL
+    for seed, (ref, ours) in enumerate([(10.0, 11.0), (20.0, 19.0), (30.0, 33.0)]):
+        br.add_run(entry, "reference", seed, {**run(ref), "eval_return": [ref / 2, ref]})
+        br.add_run(entry, "ours", seed, {**run(ours), "eval_return": [ours / 2, ours]})
+    br.summarize_task(entry)
+    areas = entry["equivalence"]["area_under_curve"]
+    assert areas["reference"] == [7.5, 15.0, 22.5] and areas["ours"] == [8.25, 14.25, 24.75]
+    assert entry["equivalence"]["tost"] == br.tost_welch(areas["ours"], areas["reference"])
