@@ -71,7 +71,8 @@ import scipy.stats
 
 import purejax_fasttd3 as ft
 from common import RESULTS, Chunks, environment, write
-from plots.results import bootstrap_ci
+from fasttd3x import progress
+from fasttd3x.results import bootstrap_ci
 
 REFERENCE_REPO = "younggyoseo/FastTD3"
 REFERENCE_COMMIT = "229ed59"
@@ -413,7 +414,7 @@ def run_ours(task: str, settings: dict, seeds: list[int]) -> dict[int, dict]:
     config = ours_config(task, settings)
     rngs = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     start = time.perf_counter()
-    train = ft.make_train(config, progress=ft.ProgressPrinter(config))
+    train = ft.make_train(config, progress=progress.ProgressPrinter(config))
     out = jax.block_until_ready(jax.jit(jax.vmap(train))(rngs))
     seconds = time.perf_counter() - start
     returns = np.asarray(out["metrics"]["eval_return"], float)

@@ -9,7 +9,7 @@ bench/results/upstream_<task>.png, that return against env steps (mean and range
 
 The file imports PureJaxRL's `wrappers.py` (`from wrappers import ...`); PureJaxRL's own imports
 navix at the top, so the run uses our stand-in with the same interface
-(tests/test_purejaxrl_api.WRAPPERS_PY), written to a temporary folder.
+(upstream/purejaxrl/wrappers_stand_in.py), written to a temporary folder.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import time
 import jax
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-from common import RESULTS, ROOT, environment  # noqa: E402
-from test_purejaxrl_api import install_wrappers  # noqa: E402
+from common import RESULTS, ROOT, environment
+
+sys.path.insert(0, str(ROOT / "upstream" / "purejaxrl"))
+from wrappers_stand_in import install_wrappers  # noqa: E402
 
 UPSTREAM = ROOT / "upstream" / "purejaxrl" / "fasttd3.py"
 PENDULUM = {  # the file's __main__ config; tuned with seed 0, measured here with seed 100

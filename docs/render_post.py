@@ -259,7 +259,7 @@ def gpu_values() -> tuple[dict, dict]:
 def t1_values() -> tuple[dict, dict]:
     """The T1 learning section: every agent of the H200 learning files against the published
     points (the reference's published curve, spec §9.1)."""
-    from plots.results import agent_curves, returns_at
+    from fasttd3x.results import agent_curves, returns_at
 
     records = {name: read_json(name) for name in T1_FILES}
     longest = records[T1_FILES[0]]
@@ -649,8 +649,8 @@ def linked_figures(text: str) -> list[str]:
 
 
 def draw(figures: dict) -> list[pathlib.Path]:
+    from fasttd3x.figures import save_figure
     from plots import plot_post
-    from plots.figures import save_figure
 
     return [save_figure(build(plot_post), FIGURES / name) for name, build in figures.items()]
 

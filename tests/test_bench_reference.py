@@ -16,6 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_reference as br  # noqa: E402
 
+pytestmark = pytest.mark.bench  # a test of the benchmark scripts, not of the product
+
 SETTINGS = {
     "iterations": 1000,
     "eval_interval": 500,

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 import purejax_fasttd3 as ft
+from fasttd3x import envs, networks
 from numpy_reference import log_softmax, project, softmax
 
 OBS, PRIVILEGED, ACTION, BATCH, ATOMS = 3, 2, 1, 8, 11
@@ -29,7 +29,7 @@ def setup():
     config = ft.make_config("Pendulum-v1", CRITIC_HIDDEN_DIM=16, ACTOR_HIDDEN_DIM=16, NUM_ATOMS=ATOMS)
     hp = {**ft.default_hparams(config), **{k: jnp.float32(v) for k, v in HP.items()}}
     dtype = jnp.dtype(config["COMPUTE_DTYPE"])
-    nets = ft.Networks(ft.Actor(ACTION, 16, dtype), ft.DistributionalCritic(ATOMS, 16, dtype))
+    nets = ft.Networks(networks.Actor(ACTION, 16, dtype), networks.DistributionalCritic(ATOMS, 16, dtype))
     keys = jax.random.split(jax.random.PRNGKey(0), 12)
     actor_params = nets.actor.init(keys[0], jnp.zeros((1, OBS)))
     critic_init = jax.vmap(nets.critic.init, in_axes=(0, None, None))

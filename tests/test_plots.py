@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import plots
+from fasttd3x import figures
+from fasttd3x.results import bootstrap_ci, finite_agents, grid_table, iqm, load_sweep, solved_threshold
 from plots import plot_curves, plot_grid, plot_throughput
-from plots.results import bootstrap_ci, finite_agents, grid_table, iqm, load_sweep, solved_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -221,7 +221,7 @@ def test_one_parameter_sweep_plots_with_many_seeds(tmp_path):
         seeds=10,
         nonfinite={(0, 0): ("eval_return", 5, np.nan)},
     )
-    paths = plots.draw_all(root)
+    paths = figures.draw_all(root)
     assert [path.name for path in paths] == ["curves_combo_000.png", "grid_combo_000.png"]
     for path in paths:
         assert_png(path)
@@ -233,7 +233,7 @@ def test_ranked_grid_plots_and_empty_combos(tmp_path, grid):
     sweep = load_sweep(root)
     assert sweep["combos"][1]["arrays"] == {}
     assert all(row["seeds"] == 0 for row in grid_table(sweep["combos"][1]))
-    for path in plots.draw_all(root):
+    for path in figures.draw_all(root):
         assert_png(path)
 
 
@@ -292,7 +292,7 @@ def test_grid_plot_without_threshold_shows_mean_and_seeds_only(tmp_path, params)
     solved_ax, means_ax = panels(fig)
     assert solved_ax is None and len(fig.axes) == 1
     plot_grid.plt.close(fig)
-    for path in plots.draw_all(root) + plot_grid.main([str(root), "--solved-at", str(THRESHOLD)]):
+    for path in figures.draw_all(root) + plot_grid.main([str(root), "--solved-at", str(THRESHOLD)]):
         assert_png(path)
 
 

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 import purejax_fasttd3 as ft
+from fasttd3x import envs
 from shared_configs import DEFAULT_BUILD, PENDULUM_SMALL
 
 # Small enough to compile in seconds; exercises warm-up, n-step windows, buffer wrap-around

@@ -20,10 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import checkpoints
-import policy as pol
 import purejax_fasttd3 as ft
-import sweep
+from fasttd3x import checkpoints, results, sweep
+from fasttd3x import policy as pol
 from shared_configs import RESUMABLE, set_flags, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -292,8 +291,8 @@ def test_leftovers_of_a_kill_are_removed_on_resume(tmp_path, capsys):
     second Ctrl-C during a results write: the resumed sweep removes both, trusting the results."""
     folder = tmp_path / "combo_000"
     folder.mkdir(parents=True)
-    results = {"agent": np.arange(2), **{f"metric_{name}": np.zeros((2, 1)) for name in sweep.METRICS}}
-    checkpoints.write_npz(folder / "agents_000000-000002.npz", results)
+    arrays = {"agent": np.arange(2), **{f"metric_{name}": np.zeros((2, 1)) for name in results.METRICS}}
+    checkpoints.write_npz(folder / "agents_000000-000002.npz", arrays)
     stale = checkpoints.checkpoint_path(folder, 0, 2)
     checkpoints.save_checkpoint(stale, {"leaf": jnp.zeros((2, 3))}, {}, {"evals_done": 3, "run_seconds": 0.0})
     (folder / "agents_000000-000002.npz.tmp").write_bytes(b"half a file")
