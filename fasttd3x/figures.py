@@ -179,10 +179,6 @@ def curve_label(point: dict, seeds: int, nonfinite: int) -> str:
     return f"{describe(point)} (n={seeds}{dropped})"
 
 
-if __name__ == "__main__":
-    main()
-
-
 # ==================================================================================================
 # THE GRID FIGURE
 # ==================================================================================================
@@ -299,10 +295,6 @@ def means_panel(ax, rows: list[dict], labels: list[str], threshold: float | None
     ax.set_xlabel(VALUE_LABEL)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize="small", loc="best")
-
-
-if __name__ == "__main__":
-    main()
 
 
 # ==================================================================================================

@@ -383,12 +383,12 @@ def test_best_schedule_is_written_and_replayed_between_evaluations(pbt_sweep, tm
 
 
 def test_search_figures_are_drawn(pbt_sweep):
+    from fasttd3x.figures import draw_search_figures, samples_figure
     from fasttd3x.results import load_sweep
-    from plots.plot_search import draw_search, samples_figure
 
-    (png,) = draw_search(pbt_sweep)
-    assert png.name == "pbt_combo_000.png" and png.stat().st_size > 0
     loaded = load_sweep(pbt_sweep)
+    (png,) = draw_search_figures(loaded, pbt_sweep)
+    assert png.name == "pbt_combo_000.png" and png.stat().st_size > 0
     space = search.parse_space(loaded["search"]["sample"])
     fig = samples_figure(loaded, loaded["combos"][0], space, threshold=-200.0)
     dots = [len(c.get_offsets()) for ax in fig.axes for c in ax.collections]
