@@ -70,7 +70,7 @@ import numpy as np
 
 import purejax_fasttd3 as ft
 from common import ROOT, Chunks, environment, write
-from fasttd3x import search, sweep
+from fasttd3x import configs, search
 
 # The wide space of issue #23: a grid takes `--grid-values` points of each range (log-spaced for log).
 SPACE = [
@@ -229,7 +229,7 @@ def tuning_summary(out: pathlib.Path) -> dict:
 def study(args: argparse.Namespace) -> dict:
     items = args.space or SPACE
     space = search.parse_space(items, flag="--space")
-    config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])  # what every sweep runs
+    config = ft.make_config(args.task, **configs.parse_set(args.set)[0])  # what every sweep runs
     iterations = config["TOTAL_TIMESTEPS"]
     base, sampled, pbt = sweep_flags(args, items)
     out = pathlib.Path(args.out)
@@ -332,7 +332,7 @@ def experience_check(args: argparse.Namespace) -> dict:
     (`--pbt-keep-experience`). Every agent's final eval return per run, and per variant the share
     solved, the mean, each run's mean and best agent; a paired t-test of the run means."""
     space = args.space or SPACE
-    config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])
+    config = ft.make_config(args.task, **configs.parse_set(args.set)[0])
     threshold = sweep_threshold(args.task, args.solved_at)
     base, sampled, pbt = sweep_flags(args, space)
     variants = {"copy": [], "keep": ["--pbt-keep-experience"]}

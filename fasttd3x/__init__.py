@@ -13,23 +13,27 @@ from __future__ import annotations
 from importlib import metadata
 
 from fasttd3x.configs import make_config
-from fasttd3x.results import load_sweep
 
 try:
     __version__ = metadata.version("fasttd3x")
 except metadata.PackageNotFoundError:  # a clone used without installing
     __version__ = "0+unknown"
 
-# purejax_fasttd3 imports this package's modules, so its names load on first use (PEP 562):
-# importing them here would import purejax_fasttd3 half-initialized.
-_FROM_ALGORITHM = ("make_train", "make_train_loop")
+# Loaded on first use (PEP 562): purejax_fasttd3 imports this package's modules, so importing
+# it here (or results.py, whose search import needs it) would meet it half-initialized whenever
+# `import purejax_fasttd3` comes first.
+_LAZY = {
+    "make_train": "purejax_fasttd3",
+    "make_train_loop": "purejax_fasttd3",
+    "load_sweep": "fasttd3x.results",
+}
 
 __all__ = ["load_sweep", "make_config", "make_train", "make_train_loop", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in _FROM_ALGORITHM:
-        import purejax_fasttd3
+    if name in _LAZY:
+        import importlib
 
-        return getattr(purejax_fasttd3, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'fasttd3x' has no attribute {name!r}")

@@ -365,6 +365,13 @@ def _require(settings: dict, ok: bool, key: str, allowed: str) -> None:
 
 
 def _validate(c: dict) -> None:
+    _validate_sizes(c)
+    _validate_options(c)
+    validate_hparams(c)
+
+
+def _validate_sizes(c: dict) -> None:
+    """Counts and sizes: shapes, loop lengths and how they divide one another."""
     require = functools.partial(_require, c)
     require(c["NUM_EVAL_ENVS"] >= 0, "NUM_EVAL_ENVS", "it must be at least 0 (0 skips evaluation)")
     for key in (
@@ -407,6 +414,16 @@ def _validate(c: dict) -> None:
     for key in ("CRITIC_NUM_BLOCKS", "ACTOR_NUM_BLOCKS", "SIM_DIMENSION", "ACTOR_SEQ_LEN", "CRITIC_SEQ_LEN"):
         require(c[key] >= 1, key, "it must be at least 1")
     require(
+        c["BUFFER_SIZE"] > c["NUM_STEPS"],
+        "BUFFER_SIZE",
+        f"it must exceed NUM_STEPS={c['NUM_STEPS']}",
+    )
+
+
+def _validate_options(c: dict) -> None:
+    """The reference's options: the combinations it supports, on the tasks it applies them to."""
+    require = functools.partial(_require, c)
+    require(
         not (c["SIM_TYPE"] and c["AGENT"] == "fasttd3_simbav2"),
         "SIM_TYPE",
         "SimNorm heads exist only for AGENT='fasttd3', as in the reference; use SIM_TYPE=''",
@@ -432,12 +449,6 @@ def _validate(c: dict) -> None:
         "USE_DOMAIN_RANDOMIZATION",
         "randomized physics needs one MJX model per env, which these envs do not carry; use False",
     )
-    require(
-        c["BUFFER_SIZE"] > c["NUM_STEPS"],
-        "BUFFER_SIZE",
-        f"it must exceed NUM_STEPS={c['NUM_STEPS']}",
-    )
-    validate_hparams(c)
 
 
 def validate_hparams(h: dict) -> None:
@@ -472,3 +483,78 @@ def env_steps_at_evals(config: dict) -> np.ndarray:
     any scale; the traced metrics count iterations in int32)."""
     evals = np.arange(1, config["TOTAL_TIMESTEPS"] // config["EVAL_INTERVAL"] + 1, dtype=np.int64)
     return evals * config["EVAL_INTERVAL"] * config["NUM_ENVS"]
+
+
+# ==================================================================================================
+# SETTINGS AS TEXT: the sweep's --grid KEY=V1,V2 and --set KEY=V1[,V2] (errors name the flag)
+# ==================================================================================================
+def _split_assignment(flag: str, item: str) -> tuple[str, list[str]]:
+    key, sep, values = item.partition("=")
+    if not sep or not key or not values:
+        raise ValueError(f"{flag} expects KEY=V1,V2,..., got {item!r}")
+    return key.strip(), [v.strip() for v in values.split(",")]
+
+
+def parse_grid(items: list[str]) -> dict[str, list[float]]:
+    """`KEY=V1,V2` items to {KEY: [floats]}; only traced settings can be grid axes."""
+    grid: dict[str, list[float]] = {}
+    for item in items:
+        key, raw_values = _split_assignment("--grid", item)
+        if key in STATIC_DEFAULTS:
+            raise ValueError(
+                f"--grid {key}: {key} is a static setting (it changes shapes or loop counts); "
+                f"sweep it with --set {key}={','.join(raw_values)}"
+            )
+        if key not in HPARAM_DEFAULTS:
+            raise ValueError(f"--grid {key}: unknown traced setting; allowed: {sorted(HPARAM_DEFAULTS)}")
+        if key in grid:
+            raise ValueError(f"--grid {key} is given twice; list all its values in one flag")
+        values = []
+        for raw in raw_values:
+            try:
+                values.append(float(raw))
+            except ValueError:
+                raise ValueError(f"--grid {key}: value {raw!r} is not a number") from None
+        grid[key] = values
+    return grid
+
+
+def parse_set(items: list[str]) -> tuple[dict, dict[str, list]]:
+    """`--set` items to (single-value overrides, {static key: [values]} to loop over)."""
+    fixed: dict = {}
+    looped: dict[str, list] = {}
+    for item in items:
+        key, raw_values = _split_assignment("--set", item)
+        if key in HPARAM_DEFAULTS and len(raw_values) > 1:
+            raise ValueError(f"--set {item}: {key} is traced; sweep it inside one program with --grid {item}")
+        values = [check_setting(key, _typed(key, raw)) for raw in raw_values]
+        if len(values) == 1:
+            fixed[key] = values[0]
+        else:
+            looped[key] = values
+    return fixed, looped
+
+
+def _typed(key: str, raw: str):
+    """Converts a command-line value to the type of the setting's default."""
+    if key not in HPARAM_DEFAULTS and key not in STATIC_DEFAULTS:
+        return raw  # check_setting names the unknown key and suggests close ones
+    default = HPARAM_DEFAULTS.get(key, STATIC_DEFAULTS.get(key))
+    if isinstance(default, bool):
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+    elif isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    elif isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    else:
+        return raw
+    raise ValueError(f"--set {key}={raw}: expected a {type(default).__name__}")

@@ -443,6 +443,20 @@ def _gymnax_make(env_name: str):
     return env, params
 
 
+class UnitBoxSpaces:
+    """The gymnax space methods of a back-end whose actions are already in [-1, 1] (Brax and
+    Playground): `obs_dim` and `action_dim` are set by the subclass."""
+
+    def action_bounds(self, params=None):
+        return None  # [-1, 1] as it is
+
+    def action_space(self, params=None):
+        return _box(-1.0, 1.0, self.action_dim)
+
+    def observation_space(self, params=None):
+        return _box(-jnp.inf, jnp.inf, self.obs_dim)
+
+
 class GymnaxBase:
     """A gymnax env stepped through `step_env`: gymnax's own time limit and auto-reset (in
     `step`) are left out, ours wrap it. Observations are flattened float32 vectors."""
@@ -502,7 +516,7 @@ BRAX_TASKS = (
 BRAX_BACKEND = "mjx"  # see BraxBase
 
 
-class BraxBase:
+class BraxBase(UnitBoxSpaces):
     """A raw Brax env (`brax.envs.get_environment`, without Brax's `EpisodeWrapper` and
     `AutoResetWrapper`: the first keeps paying rewards after a termination, the second drops the
     final observation). Brax envs take actions in [-1, 1] and scale them themselves.
@@ -523,15 +537,6 @@ class BraxBase:
         self.obs_dim = int(jax.eval_shape(self.backend.reset, jax.random.PRNGKey(0)).obs.shape[-1])
         self.action_dim = int(self.backend.action_size)
         self.privileged_dim = 0
-
-    def action_bounds(self, params=None):
-        return None  # [-1, 1] as it is
-
-    def action_space(self, params=None):
-        return _box(-1.0, 1.0, self.action_dim)
-
-    def observation_space(self, params=None):
-        return _box(-jnp.inf, jnp.inf, self.obs_dim)
 
     def reset(self, key, params=None):
         state = self.backend.reset(key)
@@ -566,7 +571,7 @@ def _use_local_menagerie() -> None:
     mjx_env.MENAGERIE_PATH = pathlib.Path(path).resolve()
 
 
-class PlaygroundBase:
+class PlaygroundBase(UnitBoxSpaces):
     """A Playground task (`impl` "jax" or "warp") with the actor's observation as `obs` and the
     critic-only tail from `privileged(state)`. Playground tasks take actions in [-1, 1]."""
 
@@ -585,15 +590,6 @@ class PlaygroundBase:
         else:
             self.obs_dim, self.privileged_dim = int(obs_size), 0
         self.action_dim = int(self.backend.action_size)
-
-    def action_bounds(self, params=None):
-        return None  # [-1, 1] as it is
-
-    def action_space(self, params=None):
-        return _box(-1.0, 1.0, self.action_dim)
-
-    def observation_space(self, params=None):
-        return _box(-jnp.inf, jnp.inf, self.obs_dim)
 
     def _actor_obs(self, state):
         return state.obs["state"] if isinstance(state.obs, dict) else state.obs

@@ -181,9 +181,11 @@ class Watchdog:
 
 
 def _is_ours(filename: str) -> bool:
-    """A file of FastTD3X: the package or the algorithm file, installed or in a clone."""
+    """A file of FastTD3X: the package and the algorithm file, installed or not, and in a clone
+    any file of the clone (not of a package installed in a venv inside it)."""
     path = pathlib.Path(filename)
-    return path.is_relative_to(PACKAGE) or path.name == "purejax_fasttd3.py"
+    in_clone = path.is_relative_to(PACKAGE.parent) and "site-packages" not in filename
+    return path.is_relative_to(PACKAGE) or path.name == "purejax_fasttd3.py" or in_clone
 
 
 STOP = StopRequest()

@@ -1,6 +1,7 @@
 """Seed and hyperparameter sweeps of FastTD3X: many agents per compiled program.
 
     python sweep.py                                  # the default: Pendulum-v1, 16 seeds x 2 settings
+    fasttd3x-sweep --help                            # the same command, installed
     python sweep.py --env CheetahRun --seeds 64 --grid CRITIC_LEARNING_RATE=1e-4,3e-4,1e-3 \\
         --grid TAU=0.05,0.1 --set NUM_ENVS=128 --out results/cheetah
 
@@ -46,13 +47,7 @@ from fasttd3x.capacity import (
     free_device_memory,
     pending_ranges,
 )
-from fasttd3x.configs import (
-    HPARAM_DEFAULTS,
-    SOLVED_THRESHOLDS,
-    STATIC_DEFAULTS,
-    check_setting,
-    validate_hparams,
-)
+from fasttd3x.configs import HPARAM_DEFAULTS, SOLVED_THRESHOLDS, parse_grid, parse_set, validate_hparams
 from fasttd3x.distributed import HEARTBEAT_TIMEOUT_S, VERDICT_MARGIN_S, ProcessLost, agreed
 from fasttd3x.interrupts import STOP, WATCHDOG, Interrupted
 from fasttd3x.programs import CallPrograms, wait
@@ -241,78 +236,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         searched = args.set or args.sample or args.schedule
         args.grid = list(DEFAULT_GRID) if args.env == DEFAULT_GRID_ENV and not searched else []
     return args
-
-
-def _split_assignment(flag: str, item: str) -> tuple[str, list[str]]:
-    key, sep, values = item.partition("=")
-    if not sep or not key or not values:
-        raise ValueError(f"{flag} expects KEY=V1,V2,..., got {item!r}")
-    return key.strip(), [v.strip() for v in values.split(",")]
-
-
-def parse_grid(items: list[str]) -> dict[str, list[float]]:
-    """`KEY=V1,V2` items to {KEY: [floats]}; only traced settings can be grid axes."""
-    grid: dict[str, list[float]] = {}
-    for item in items:
-        key, raw_values = _split_assignment("--grid", item)
-        if key in STATIC_DEFAULTS:
-            raise ValueError(
-                f"--grid {key}: {key} is a static setting (it changes shapes or loop counts); "
-                f"sweep it with --set {key}={','.join(raw_values)}"
-            )
-        if key not in HPARAM_DEFAULTS:
-            raise ValueError(f"--grid {key}: unknown traced setting; allowed: {sorted(HPARAM_DEFAULTS)}")
-        if key in grid:
-            raise ValueError(f"--grid {key} is given twice; list all its values in one flag")
-        values = []
-        for raw in raw_values:
-            try:
-                values.append(float(raw))
-            except ValueError:
-                raise ValueError(f"--grid {key}: value {raw!r} is not a number") from None
-        grid[key] = values
-    return grid
-
-
-def parse_set(items: list[str]) -> tuple[dict, dict[str, list]]:
-    """`--set` items to (single-value overrides, {static key: [values]} to loop over)."""
-    fixed: dict = {}
-    looped: dict[str, list] = {}
-    for item in items:
-        key, raw_values = _split_assignment("--set", item)
-        if key in HPARAM_DEFAULTS and len(raw_values) > 1:
-            raise ValueError(f"--set {item}: {key} is traced; sweep it inside one program with --grid {item}")
-        values = [check_setting(key, _typed(key, raw)) for raw in raw_values]
-        if len(values) == 1:
-            fixed[key] = values[0]
-        else:
-            looped[key] = values
-    return fixed, looped
-
-
-def _typed(key: str, raw: str):
-    """Converts a command-line value to the type of the setting's default."""
-    if key not in HPARAM_DEFAULTS and key not in STATIC_DEFAULTS:
-        return raw  # check_setting names the unknown key and suggests close ones
-    default = HPARAM_DEFAULTS.get(key, STATIC_DEFAULTS.get(key))
-    if isinstance(default, bool):
-        if raw.lower() in ("true", "1", "yes"):
-            return True
-        if raw.lower() in ("false", "0", "no"):
-            return False
-    elif isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            pass
-    elif isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-    else:
-        return raw
-    raise ValueError(f"--set {key}={raw}: expected a {type(default).__name__}")
 
 
 # ==================================================================================================

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import purejax_fasttd3 as ft
-from fasttd3x import capacity, interrupts, results, sweep
+from fasttd3x import capacity, configs, interrupts, results, sweep
 from shared_configs import TINY_AGENT, set_items, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -27,29 +27,29 @@ TINY = set_items(dict(TINY_AGENT, NUM_EVAL_ENVS=2, BUFFER_SIZE=40, EPISODE_LENGT
 
 # ---------------------------------------------------------------------------------- parsing
 def test_parse_grid_values_and_errors():
-    assert sweep.parse_grid(["TAU=0.05,0.1", "GAMMA=0.9"]) == {"TAU": [0.05, 0.1], "GAMMA": [0.9]}
+    assert configs.parse_grid(["TAU=0.05,0.1", "GAMMA=0.9"]) == {"TAU": [0.05, 0.1], "GAMMA": [0.9]}
     with pytest.raises(ValueError, match="NUM_ENVS is a static setting.*--set NUM_ENVS=1,2"):
-        sweep.parse_grid(["NUM_ENVS=1,2"])
+        configs.parse_grid(["NUM_ENVS=1,2"])
     with pytest.raises(ValueError, match="TAU.*'abc' is not a number"):
-        sweep.parse_grid(["TAU=0.1,abc"])
+        configs.parse_grid(["TAU=0.1,abc"])
     with pytest.raises(ValueError, match="TAUU.*unknown"):
-        sweep.parse_grid(["TAUU=0.1"])
+        configs.parse_grid(["TAUU=0.1"])
     with pytest.raises(ValueError, match="given twice"):
-        sweep.parse_grid(["TAU=0.1", "TAU=0.2"])
+        configs.parse_grid(["TAU=0.1", "TAU=0.2"])
     with pytest.raises(ValueError, match="KEY=V1"):
-        sweep.parse_grid(["TAU"])
+        configs.parse_grid(["TAU"])
 
 
 def test_parse_set_values_and_errors():
-    fixed, looped = sweep.parse_set(["NUM_ENVS=8", "BATCH_SIZE=64,128", "USE_CDQ=false", "TAU=0.2"])
+    fixed, looped = configs.parse_set(["NUM_ENVS=8", "BATCH_SIZE=64,128", "USE_CDQ=false", "TAU=0.2"])
     assert fixed == {"NUM_ENVS": 8, "USE_CDQ": False, "TAU": 0.2}
     assert looped == {"BATCH_SIZE": [64, 128]}
     with pytest.raises(ValueError, match="traced.*--grid TAU=0.1,0.2"):
-        sweep.parse_set(["TAU=0.1,0.2"])
+        configs.parse_set(["TAU=0.1,0.2"])
     with pytest.raises(ValueError, match="NUM_ENVS=abc.*int"):
-        sweep.parse_set(["NUM_ENVS=abc"])
+        configs.parse_set(["NUM_ENVS=abc"])
     with pytest.raises(ValueError, match="NUM_ENV.*NUM_ENVS"):
-        sweep.parse_set(["NUM_ENV=8"])
+        configs.parse_set(["NUM_ENV=8"])
 
 
 def test_grid_points_order_and_agent_hparams():
@@ -135,7 +135,7 @@ def test_results_format(swept):
 
 def test_agents_equal_single_runs(swept):
     """Agent (grid point 0, seed 1) equals train(split(PRNGKey(0), 2)[1]) run alone."""
-    config = ft.make_config("Pendulum-v1", **sweep.parse_set(TINY)[0], BATCH_SIZE=8)
+    config = ft.make_config("Pendulum-v1", **configs.parse_set(TINY)[0], BATCH_SIZE=8)
     rng = jax.random.split(jax.random.PRNGKey(0), 2)[1]
     single = jax.jit(ft.make_train(config))(rng, {"CRITIC_LEARNING_RATE": 1e-3})
     _, arrays, _ = _load(swept / "combo_000")
@@ -358,7 +358,7 @@ def test_default_job_and_cpu_devices(monkeypatch):
     device per core unless XLA_FLAGS already sets a count."""
     args = sweep.parse_args([])
     assert args.env == "Pendulum-v1" and args.seeds == 16
-    assert sweep.parse_grid(args.grid) == {"PRE_TANH_PENALTY": [1e-3, 1e-2]}
+    assert configs.parse_grid(args.grid) == {"PRE_TANH_PENALTY": [1e-3, 1e-2]}
     assert sweep.parse_args(["--set", "NUM_ENVS=8"]).grid == []  # any --set: no default grid
     # The grid was tuned on Pendulum-v1: other tasks run their own config's settings.
     assert sweep.parse_args(["--env", "CheetahRun"]).grid == []
