@@ -282,7 +282,7 @@ def check_disk(folder: pathlib.Path, per_call: int, agents: int) -> None:
 # ==================================================================================================
 # THE MULTI-PROCESS PROTOCOL: save a call's checkpoint, agree where to resume it
 # ==================================================================================================
-def _agents(lo: int, hi: int) -> str:
+def agents_name(lo: int, hi: int) -> str:
     """How messages name the agents of a call."""
     return f"agents {lo}-{hi - 1}"
 
@@ -312,7 +312,7 @@ def agreed_resume_point(folder: pathlib.Path, lo: int, hi: int) -> pathlib.Path 
             raise _written_by_others(lo, hi, manifest, len(written["parts"]), written["evals_done"])
         return [written["evals_done"], *(v for p in written["parts"] for v in (p["bytes"], p["crc32"]))]
 
-    what = f"reading the checkpoint manifest of {_agents(lo, hi)}"
+    what = f"reading the checkpoint manifest of {agents_name(lo, hi)}"
     row = distributed.process_0_int64(distributed.agreed(what, read), what)
     evals = int(row[0])
     if not evals:
@@ -326,7 +326,7 @@ def agreed_resume_point(folder: pathlib.Path, lo: int, hi: int) -> pathlib.Path 
             raise CorruptFileError(cause)
 
     distributed.agreed(
-        f"resuming {_agents(lo, hi)} from their checkpoint at eval {evals} ({manifest.name})",
+        f"resuming {agents_name(lo, hi)} from their checkpoint at eval {evals} ({manifest.name})",
         check,
         advice="Every process needs its part of the checkpoint its manifest names: restore the part, "
         f"or delete the call's checkpoint files ({manifest.stem}*) on every host to train its agents "
@@ -344,7 +344,7 @@ def _written_by_others(
     how = "without --distributed" if writers == 1 else f"with --distributed in {writers} processes"
     at = f" at eval {evals}" if evals else ""
     return ValueError(
-        f"{_agents(lo, hi)} have a checkpoint{at} written by {count(writers)} ({path}), and this sweep "
+        f"{agents_name(lo, hi)} have a checkpoint{at} written by {count(writers)} ({path}), and this sweep "
         f"runs {count(jax.process_count())}: a checkpoint resumes only in as many processes as wrote "
         f"it. Run the same command {how} to resume it, or delete the call's checkpoint files "
         f"({path.stem}*) on every host to train its agents from the start"
@@ -367,7 +367,7 @@ def save_call_checkpoint(folder: pathlib.Path, lo: int, hi: int, state, metrics:
         save_checkpoint(part, state, metrics, meta)
         return np.array(checksum(part), np.int64)
 
-    what = f"writing the checkpoint of {_agents(lo, hi)} at eval {evals}"
+    what = f"writing the checkpoint of {agents_name(lo, hi)} at eval {evals}"
     written = distributed.allgather(distributed.agreed(what, write_part).view(np.int32), what).view(np.int64)
     parts = [{"name": n, "bytes": int(b), "crc32": int(c)} for n, (b, c) in zip(names, written)]
     manifest = manifest_path(folder, lo, hi)

@@ -55,7 +55,7 @@ def allgather(values: np.ndarray, what: str) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     try:
-        return np.asarray(multihost_utils.processallgather(values))
+        return np.asarray(multihost_utils.process_allgather(values))
     except (jax.errors.JaxRuntimeError, ValueError) as error:  # gloo raises either, by stage
         raise lost_contact(what, error) from None
 
@@ -127,7 +127,7 @@ def to_host(tree):
         from jax.experimental import multihost_utils
 
         try:
-            tree = multihost_utils.processallgather(tree, tiled=True)
+            tree = multihost_utils.process_allgather(tree, tiled=True)
         except (jax.errors.JaxRuntimeError, ValueError) as error:
             raise lost_contact("gathering results", error) from None
     return jax.tree.map(np.asarray, tree)

@@ -363,11 +363,10 @@ class Call(NamedTuple):
     lo: int
     hi: int
     rows: np.ndarray  # the agent of each row
-    checkpoint: pathlib.Path  # this process's checkpoint of the call
 
     @property
     def name(self) -> str:
-        return f"agents {self.lo}-{self.hi - 1}"
+        return checkpoints.agents_name(self.lo, self.hi)
 
 
 def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int]) -> list[Call]:
@@ -404,7 +403,7 @@ def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int]) -> 
     for lo, hi in pending_ranges(done, total, chunk):
         agents = np.arange(lo, hi)
         rows = np.concatenate([agents, np.full(chunk - len(agents), agents[-1])])
-        calls.append(Call(lo, hi, rows, checkpoints.checkpoint_path(combo.folder, lo, hi)))
+        calls.append(Call(lo, hi, rows))
     return calls
 
 
