@@ -444,7 +444,7 @@ def test_purejaxrl_only_keys_are_refused_naming_ours(key, ours):
 def test_heartbeat_segments_divide_the_interval_within_limits(interval, segments):
     """Intervals of 1,000 iterations or more report evenly: at most 500 times, every 10
     iterations or more (a prime interval once, at its end); shorter ones at evaluations only."""
-    assert ft.heartbeat_segments(interval) == segments
+    assert progress.heartbeat_segments(interval) == segments
 
 
 def test_progress_printer_gives_rate_and_time_left(monkeypatch, capsys):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import purejax_fasttd3 as ft
-from fasttd3x import checkpoints, results, sweep
+from fasttd3x import checkpoints, progress, results, sweep
 from fasttd3x import policy as pol
 from shared_configs import RESUMABLE, set_flags, subprocess_env
 
@@ -65,7 +65,7 @@ def _assert_first_chunk_close(chunked: dict, fused: dict, axis: int = 0):
 def test_single_run_continues_bit_for_bit(loop, monkeypatch):
     """init, 1 eval, the state through the host, then 3 more: exactly what the same programs give
     without stopping; and the run `train` gives in one program, to float32 rounding."""
-    monkeypatch.setattr(ft, "MIN_HEARTBEAT_INTERVAL", 1)  # heartbeats in these short chunks too
+    monkeypatch.setattr(progress, "MIN_HEARTBEAT_INTERVAL", 1)  # heartbeats in these short chunks too
     rng = jax.random.PRNGKey(3)
     run_one, run_three = (jax.jit(functools.partial(loop.run, num_evals=n)) for n in (1, 3))
     REPORTED.clear()
@@ -85,7 +85,7 @@ def test_single_run_continues_bit_for_bit(loop, monkeypatch):
     assert sorted(REPORTED) == [0, 1, 1, 2, 2, 3, 3]  # each continuation reports evals 1-3, not 0-2
     # Heartbeats: 50-iteration chunks report every 10 iterations (5 segments of the minimum 10);
     # chunks 2-4 ran twice (kept and resumed).
-    assert ft.heartbeat_segments(SMALL["EVAL_INTERVAL"]) == 5
+    assert progress.heartbeat_segments(SMALL["EVAL_INTERVAL"]) == 5
     assert sorted(BEATS) == sorted([*range(10, 51, 10), *range(60, 201, 10), *range(60, 201, 10)])
 
     full = jax.jit(ft.make_train(ft.make_config("Pendulum-v1", **SMALL)))(rng)
