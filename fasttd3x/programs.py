@@ -101,12 +101,3 @@ class CallPrograms:
                 jax.make_array_from_process_local_data(sharding, leaf.astype(spec.dtype), spec.shape)
             )
         return jax.tree.unflatten(treedef, placed)
-
-
-def wait(tree):
-    """Blocks until `tree` is computed. On an accelerator a call returns at once and the main
-    thread waits here, polling, where the watchdog sees it; on the CPU the call itself computes."""
-    for leaf in jax.tree.leaves(tree):
-        while not leaf.is_ready():
-            time.sleep(0.05)
-    return tree

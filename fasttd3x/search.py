@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import purejax_fasttd3 as ft
-from fasttd3x import checkpoints, distributed
+from fasttd3x import checkpoints, configs, distributed
 
 DISTRIBUTIONS = ("log", "lin", "choice")
 SCHEDULE_FORMAT = "fasttd3x-schedule/1"
@@ -71,14 +71,14 @@ def parse_space(items: list[str], flag: str = "--sample") -> tuple[Dim, ...]:
             raise ValueError(
                 f"{flag} expects KEY=log:LO,HI, KEY=lin:LO,HI or KEY=choice:V1,V2,..., got {item!r}"
             )
-        if key in ft.STATIC_DEFAULTS:
+        if key in configs.STATIC_DEFAULTS:
             raise ValueError(
                 f"{flag} {item}: {key} is a static setting (it changes shapes or loop counts); "
-                f"only traced settings can be searched inside one program: {sorted(ft.HPARAM_DEFAULTS)}"
+                f"only traced settings can be searched inside one program: {sorted(configs.HPARAM_DEFAULTS)}"
             )
-        if key not in ft.HPARAM_DEFAULTS:
+        if key not in configs.HPARAM_DEFAULTS:
             raise ValueError(
-                f"{flag} {item}: unknown traced setting {key}; allowed: {sorted(ft.HPARAM_DEFAULTS)}"
+                f"{flag} {item}: unknown traced setting {key}; allowed: {sorted(configs.HPARAM_DEFAULTS)}"
             )
         if any(dim.key == key for dim in space):
             raise ValueError(f"{flag} {key} is given twice")
@@ -113,11 +113,11 @@ def check_space_corners(space: tuple[Dim, ...], config: dict, flag: str = "--sam
     """Refuses a space some point of which breaks `validate_hparams` with the config's other
     settings (e.g. STD_MIN above STD_MAX). The checks are bounds on one setting or an order of
     two, so checking every corner of the box checks the whole box."""
-    base = {key: config[key] for key in ft.HPARAM_DEFAULTS}
+    base = {key: config[key] for key in configs.HPARAM_DEFAULTS}
     for corner in itertools.product(*[(dim.lo, dim.hi) for dim in space]):
         point = {**base, **{dim.key: value for dim, value in zip(space, corner)}}
         try:
-            ft.validate_hparams(point)
+            configs.validate_hparams(point)
         except ValueError as error:
             ranges = " ".join(dim.describe() for dim in space)
             raise ValueError(
@@ -368,7 +368,7 @@ def load_schedule(path, num_evals: int, flag: str = "--schedule") -> dict:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{flag} {path}: not a schedule file ({type(error).__name__}: {error})") from None
     keys = set(settings[0]) if settings else set()
-    if not settings or any(set(s) != keys for s in settings) or not keys <= set(ft.HPARAM_DEFAULTS):
+    if not settings or any(set(s) != keys for s in settings) or not keys <= set(configs.HPARAM_DEFAULTS):
         raise ValueError(f"{flag} {path}: every entry must set the same traced settings")
     if every < 1 or (len(settings) - 1) * every >= num_evals:
         raise ValueError(

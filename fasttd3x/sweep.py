@@ -47,10 +47,18 @@ from fasttd3x.capacity import (
     free_device_memory,
     pending_ranges,
 )
-from fasttd3x.configs import HPARAM_DEFAULTS, SOLVED_THRESHOLDS, parse_grid, parse_set, validate_hparams
+from fasttd3x.configs import (
+    HPARAM_DEFAULTS,
+    SOLVED_THRESHOLDS,
+    env_steps_at_evals,
+    make_config,
+    parse_grid,
+    parse_set,
+    validate_hparams,
+)
 from fasttd3x.distributed import HEARTBEAT_TIMEOUT_S, VERDICT_MARGIN_S, ProcessLost, agreed
 from fasttd3x.interrupts import STOP, WATCHDOG, Interrupted
-from fasttd3x.programs import CallPrograms, wait
+from fasttd3x.programs import CallPrograms
 from fasttd3x.progress import ProgressPrinter
 
 # The default job: 16 seeds at each of the two PRE_TANH_PENALTY values that solved at least 62 of
@@ -307,7 +315,7 @@ def plan_sweep(args: argparse.Namespace) -> Sweep:
         for drawn in search.sample_points(space, args.samples or 1, args.seed)
     ]
     out = pathlib.Path(args.out or f"results/{args.env}")
-    configs = [ft.make_config(args.env, **{**fixed, **combo}) for combo in combos]
+    configs = [make_config(args.env, **{**fixed, **combo}) for combo in combos]
     plans = [_search_plan(args, space, config, len(points) * args.seeds) for config in configs]
     hparams = [agent_hparams(config, points, args.seeds) for config in configs]
     for hp, plan in zip(hparams, plans):  # a replayed schedule starts at its first entry
@@ -503,11 +511,20 @@ def run_call(
 def _evaluate(programs: CallPrograms, state):
     """One more evaluation, computed (a device error, out of memory say, is raised here)."""
     state, metrics = programs.run(state)
-    return state, jax.block_until_ready(wait(metrics))
+    return state, jax.block_until_ready(_wait(metrics))
 
 
 def _concat_metrics(history: list[dict]) -> dict:
     return {name: np.concatenate([h[name] for h in history], axis=1) for name in history[0]}
+
+
+def _wait(tree):
+    """Blocks until `tree` is computed. On an accelerator a call returns at once and the main
+    thread waits here, polling, where the watchdog sees it; on the CPU the call itself computes."""
+    for leaf in jax.tree.leaves(tree):
+        while not leaf.is_ready():
+            time.sleep(0.05)
+    return tree
 
 
 def write_call_results(
@@ -520,7 +537,7 @@ def write_call_results(
     agents = np.arange(call.lo, call.hi)
     n = len(agents)
     metrics = {name: values[:n] for name, values in outcome.metrics.items()}
-    metrics["env_steps"] = np.tile(ft.env_steps_at_evals(combo.config), (n, 1))  # int64, exact
+    metrics["env_steps"] = np.tile(env_steps_at_evals(combo.config), (n, 1))  # int64, exact
     flagged = agents[
         ~results.finite_agents({"agent": agents, **{f"metric_{k}": v for k, v in metrics.items()}})
     ].tolist()

@@ -142,7 +142,7 @@ _RENDER_SCRIPT = textwrap.dedent(
     """
     import sys
     import jax, jax.numpy as jnp
-    import purejax_fasttd3 as ft; from fasttd3x import envs, policy as pol
+    import purejax_fasttd3 as ft; from fasttd3x import envs, networks, policy as pol
 
     config = ft.make_config("CartpoleBalance", ACTOR_HIDDEN_DIM=16)
     env = envs.make_env(config)
