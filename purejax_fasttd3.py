@@ -1,4 +1,4 @@
-"""FastTD3 as one pure, vmappable JAX function (PureJaxRL style).
+"""FastTD3 as one pure, vmappable JAX function (PureJaxRL style): the learner and the loop.
 
 FastTD3 (Seo et al. 2025) is TD3 for massively parallel simulators: twin distributional (C51)
 critics with clipped double Q, n-step returns, one exploration scale per environment, large
@@ -9,12 +9,26 @@ batches and empirical observation normalization. Here the whole loop, simulate -
     train = make_train(config)
     out = jax.jit(jax.vmap(train))(jax.random.split(jax.random.PRNGKey(0), 8))   # 8 agents
 
+Reading map (this file, top to bottom, is FastTD3; its parts live in the `fasttd3x` package):
+    TRAIN STATE  `TrainState` (what is learned) and `Runner` (a run's complete state, the scan carry)
+    LEARNER      one iteration's update: `learning_step` scans NUM_UPDATES times over
+                 `critic_update` (C51 target, clipped double Q) then, on its cadence, `actor_update`
+    ITERATION    `iteration_step` = `env_step` (act, step, store) + `learning_step` after warm-up;
+                 `evaluate` runs the deterministic actor
+    TRAIN LOOP   `make_train` -> `make_train_loop`: a scan of eval chunks, each a scan of iterations
+    MAIN         `python purejax_fasttd3.py`: several Pendulum-v1 seeds at once
+Read `make_train_loop` first for the shape of a run, then `iteration_step`, then `learning_step`.
+Networks: fasttd3x/networks.py; replay buffer and n-step returns: fasttd3x/replay.py; the C51
+projection: fasttd3x/distributional.py; normalizers: fasttd3x/normalizers.py; tasks:
+fasttd3x/envs.py; settings: fasttd3x/configs.py.
+
 `train(rng, hparams=None)` takes the traced settings (`default_hparams(config)`, any subset)
 as a dict of float32 scalars, so `jax.vmap` runs hyperparameter grids as well as seeds.
 `make_train_loop(config)` gives the two halves of `train` (`init`, then `run` for any number of
 eval chunks) to save a run's complete state and continue it bit for bit (with the same
-programs). Settings, their defaults and validation live in `configs.py`; three keys keep the
-reference's meanings, which are not PureJaxRL's (`make_config` refuses PureJaxRL-only keys such as LR):
+programs). Settings, their defaults and validation live in `fasttd3x/configs.py`; three keys keep
+the reference's meanings, which are not PureJaxRL's (`make_config` refuses PureJaxRL-only keys
+such as LR):
 
     key               here (reference FastTD3)                 in PureJaxRL
     TOTAL_TIMESTEPS   iterations: steps of all NUM_ENVS envs   env steps over all envs
@@ -27,492 +41,30 @@ to shared/reference/fasttd3_spec.md.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-import envs
-from configs import (  # noqa: F401  (re-exported: the public API lives in this module)
-    HPARAM_DEFAULTS,
-    STATIC_DEFAULTS,
-    TASK_OVERRIDES,
-    check_setting,
-    default_hparams,
-    env_steps_at_evals,
-    make_config,
-    validate_hparams,
+from fasttd3x import envs
+from fasttd3x.configs import HPARAM_DEFAULTS, default_hparams, env_steps_at_evals, make_config
+from fasttd3x.distributional import categorical_projection
+from fasttd3x.networks import Networks, make_networks
+from fasttd3x.normalizers import (
+    Normalizer,
+    RewardNormalizer,
+    normalize,
+    normalizer_init,
+    normalizer_update,
+    reward_normalizer_init,
+    reward_normalizer_update,
+    scale_reward,
 )
-
-# ==================================================================================================
-# NETWORKS
-# ==================================================================================================
-# PyTorch's default Linear init (uniform +-1/sqrt(fan_in) for weights and biases), which the
-# reference relies on; flax's defaults differ.
-_torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-
-
-def _torch_bias_init(fan_in: int):
-    bound = 1.0 / math.sqrt(fan_in)
-    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def _torch_dense(width: int, fan_in: int, dtype) -> nn.Dense:
-    """A linear layer initialized as torch's nn.Linear, float32 parameters, `dtype` compute."""
-    return nn.Dense(
-        width,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        kernel_init=_torch_kernel_init,
-        bias_init=_torch_bias_init(fan_in),
-    )
-
-
-def _mlp(x, widths, dtype):
-    for width in widths:
-        x = nn.relu(_torch_dense(width, x.shape[-1], dtype)(x))
-    return x
-
-
-def _simnorm_layer(x, seq_len: int, sim_dimension: int, dtype):
-    """The reference's SimNormLinear: Linear -> LayerNorm -> softmax within each of `seq_len`
-    groups of `sim_dimension` units, so the features are `seq_len` points on simplices."""
-    dense = _torch_dense(seq_len * sim_dimension, x.shape[-1], dtype)
-    x = nn.LayerNorm(epsilon=1e-5, dtype=jnp.float32)(dense(x).astype(jnp.float32))  # torch's eps
-    groups = jax.nn.softmax(x.reshape(*x.shape[:-1], seq_len, sim_dimension), -1)
-    return groups.reshape(x.shape).astype(dtype)
-
-
-def _trunk(x, hidden_dim: int, seq_len: int, sim_dimension: int, dtype):
-    """Hidden layers h, h/2, then h/4 (ReLU) or, with `seq_len` > 0, a SimNorm layer."""
-    if seq_len == 0:
-        return _mlp(x, (hidden_dim, hidden_dim // 2, hidden_dim // 4), dtype)
-    return _simnorm_layer(_mlp(x, (hidden_dim, hidden_dim // 2), dtype), seq_len, sim_dimension, dtype)
-
-
-class Actor(nn.Module):
-    """obs -> 3 ReLU layers (h, h/2, h/4) -> tanh action in [-1, 1] (and, if asked, the
-    pre-tanh output the actor loss penalizes). `seq_len` > 0: the third layer is SimNorm."""
-
-    action_dim: int
-    hidden_dim: int
-    dtype: Any = jnp.float32
-    seq_len: int = 0
-    sim_dimension: int = 0
-
-    @nn.compact
-    def __call__(self, obs, with_pre_tanh: bool = False):
-        x = _trunk(obs, self.hidden_dim, self.seq_len, self.sim_dimension, self.dtype)
-        # Unit-normal init; `init_actor` rescales it to N(0, INIT_SCALE) (a traced setting).
-        head = nn.Dense(
-            self.action_dim,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            kernel_init=nn.initializers.normal(1.0),
-            bias_init=nn.initializers.zeros,
-            name="head",
-        )
-        pre_tanh = head(x).astype(jnp.float32)
-        return (jnp.tanh(pre_tanh), pre_tanh) if with_pre_tanh else jnp.tanh(pre_tanh)
-
-
-class DistributionalCritic(nn.Module):
-    """(critic obs, action) -> logits over NUM_ATOMS returns. Twins are a leading param axis.
-    `seq_len` > 0: the third hidden layer is SimNorm."""
-
-    num_atoms: int
-    hidden_dim: int
-    dtype: Any = jnp.float32
-    seq_len: int = 0
-    sim_dimension: int = 0
-
-    @nn.compact
-    def __call__(self, obs, action):
-        x = jnp.concatenate([obs, action], -1)
-        x = _trunk(x, self.hidden_dim, self.seq_len, self.sim_dimension, self.dtype)
-        logits = nn.Dense(
-            self.num_atoms,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            kernel_init=_torch_kernel_init,
-            bias_init=_torch_bias_init(x.shape[-1]),
-        )(x)
-        return logits.astype(jnp.float32)  # softmax and projection stay in float32
-
-
-# SimbaV2 (Lee et al. 2025) as the reference's fast_td3_simbav2.py builds it: features live on the
-# unit sphere; bias-free orthogonal layers, learned per-unit scalers and residual blocks that
-# interpolate between a point and the block's output. Dense layers run in the compute dtype,
-# the normalizations and scalers in float32. As in the reference, parameters are not projected
-# back onto the sphere after optimizer steps.
-def _l2normalize(x):
-    x = x.astype(jnp.float32)
-    return x / (jnp.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)
-
-
-def orthogonal_init(key, shape, dtype=jnp.float32):
-    """A Haar-random matrix with orthonormal rows or columns (whichever side is shorter), the
-    distribution of torch's `orthogonal_`. QR is Gram-Schmidt, each column projected twice, in plain
-    jnp: jaxlib 0.10's LAPACK QR, batched over vmapped agents, deadlocks XLA's CPU thread pool."""
-    rows, cols = shape
-    tall = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
-
-    def next_column(j, q):  # columns not yet built are zero, so q @ q.T projects on the finished ones
-        v = tall[:, j]
-        for _ in range(2):
-            v = v - q @ (q.T @ v)
-        return q.at[:, j].set(v / jnp.linalg.norm(v))
-
-    q = jax.lax.fori_loop(0, tall.shape[1], next_column, jnp.zeros_like(tall))
-    return (q if rows >= cols else q.T).astype(dtype)
-
-
-def _hyper_dense(x, width: int, dtype):
-    dense = nn.Dense(width, use_bias=False, dtype=dtype, param_dtype=jnp.float32, kernel_init=orthogonal_init)
-    return dense(x).astype(jnp.float32)
-
-
-class Scaler(nn.Module):
-    """A learned per-unit gain, stored as start*scale and applied times start/scale (the
-    reference's parametrization: its effective initial gain is start**2)."""
-
-    start: float
-    scale: float
-
-    @nn.compact
-    def __call__(self, x):
-        gain = self.param("scaler", nn.initializers.constant(self.start * self.scale), (x.shape[-1],))
-        return gain * (self.start / self.scale) * x
-
-
-def _simba_encoder(x, hidden_dim: int, num_blocks: int, dtype):
-    """Embedder (shift constant 3, sphere, dense, scaler, sphere), then `num_blocks` LERP blocks."""
-    gain = math.sqrt(2.0 / hidden_dim)
-    x = jnp.concatenate([x, jnp.full((*x.shape[:-1], 1), 3.0, x.dtype)], -1)
-    x = _l2normalize(Scaler(gain, gain)(_hyper_dense(_l2normalize(x), hidden_dim, dtype)))
-    alpha_init, alpha_scale = 1.0 / (num_blocks + 1), 1.0 / math.sqrt(hidden_dim)
-    for _ in range(num_blocks):  # the MLP is 4x wide; its scaler's init and scale shrink by 2
-        y = Scaler(gain / 2.0, gain / 2.0)(_hyper_dense(x, 4 * hidden_dim, dtype))
-        y = _l2normalize(_hyper_dense(nn.relu(y) + 1e-8, hidden_dim, dtype))
-        x = _l2normalize(x + Scaler(alpha_init, alpha_scale)(y - x))
-    return x
-
-
-class SimbaV2Head(nn.Module):
-    """dense -> unit scaler -> dense + bias, with no nonlinearity in between (float32 out)."""
-
-    hidden_dim: int
-    out_dim: int
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        x = Scaler(1.0, 1.0)(_hyper_dense(x, self.hidden_dim, self.dtype))
-        return _hyper_dense(x, self.out_dim, self.dtype) + self.param(
-            "bias", nn.initializers.zeros, (self.out_dim,)
-        )
-
-
-class SimbaV2Actor(nn.Module):
-    """SimbaV2 encoder -> head -> tanh (the same call signature as `Actor`)."""
-
-    action_dim: int
-    hidden_dim: int
-    num_blocks: int
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, obs, with_pre_tanh: bool = False):
-        x = _simba_encoder(obs, self.hidden_dim, self.num_blocks, self.dtype)
-        pre_tanh = SimbaV2Head(self.hidden_dim, self.action_dim, self.dtype, name="head")(x)
-        return (jnp.tanh(pre_tanh), pre_tanh) if with_pre_tanh else jnp.tanh(pre_tanh)
-
-
-class SimbaV2Critic(nn.Module):
-    """(critic obs, action) -> SimbaV2 encoder -> head -> logits (the signature of
-    `DistributionalCritic`)."""
-
-    num_atoms: int
-    hidden_dim: int
-    num_blocks: int
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, obs, action):
-        x = _simba_encoder(jnp.concatenate([obs, action], -1), self.hidden_dim, self.num_blocks, self.dtype)
-        return SimbaV2Head(self.hidden_dim, self.num_atoms, self.dtype, name="head")(x)
-
-
-# ==================================================================================================
-# OBSERVATION NORMALIZATION (reference EmpiricalNormalization, spec §6.1)
-# ==================================================================================================
-class Normalizer(NamedTuple):
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array  # float32: only the ratio batch/count matters, to ~1e-7 relative
-
-
-def normalizer_init(dim: int) -> Normalizer:
-    return Normalizer(jnp.zeros(dim), jnp.ones(dim), jnp.float32(0.0))
-
-
-def normalizer_update(norm: Normalizer, x: jax.Array) -> Normalizer:
-    """The reference's update, quirk included: the cross term uses the *updated* mean."""
-    x = x.reshape(-1, x.shape[-1])
-    n_batch = x.shape[0]
-    batch_mean, batch_var = x.mean(0), x.var(0)
-    count = norm.count + n_batch
-    mean = norm.mean + (batch_mean - norm.mean) * (n_batch / count)
-    delta = batch_mean - mean
-    m2 = norm.var * norm.count + batch_var * n_batch + delta**2 * (norm.count * n_batch / count)
-    return Normalizer(mean, m2 / count, count)
-
-
-def normalize(norm: Normalizer, x: jax.Array) -> jax.Array:
-    return (x - norm.mean) / (jnp.sqrt(norm.var) + 0.01)  # eps is added to the std
-
-
-# ==================================================================================================
-# REWARD NORMALIZATION (reference RewardNormalizer, spec §6.2)
-# ==================================================================================================
-class RewardNormalizer(NamedTuple):
-    """Running statistics of each env's discounted return G, which set the reward scale."""
-
-    returns: jax.Array  # [NUM_ENVS] G, reset by dones
-    stats: Normalizer  # mean and variance of G over envs and iterations (1 dim)
-    max_abs: jax.Array  # the largest |G| seen
-
-
-def reward_normalizer_init(num_envs: int) -> RewardNormalizer:
-    return RewardNormalizer(jnp.zeros(num_envs), normalizer_init(1), jnp.float32(0.0))
-
-
-def reward_normalizer_update(rn: RewardNormalizer, reward, done, gamma) -> RewardNormalizer:
-    """G <- gamma (1 - done) G + r with the rollout's rewards and dones, as the reference does
-    each iteration before storing the transition."""
-    returns = gamma * (1.0 - done) * rn.returns + reward
-    return RewardNormalizer(
-        returns,
-        normalizer_update(rn.stats, returns[:, None]),
-        jnp.maximum(rn.max_abs, jnp.abs(returns).max()),
-    )
-
-
-def scale_reward(rn: RewardNormalizer, reward, v_min, v_max):
-    """r / max(std(G) + 1e-8, max|G| / g_max) with g_max = min(|v_min|, |v_max|): the scale keeps
-    returns within the support once max|G| dominates."""
-    g_max = jnp.minimum(jnp.abs(v_min), jnp.abs(v_max))
-    return reward / jnp.maximum(jnp.sqrt(rn.stats.var[0]) + 1e-8, rn.max_abs / g_max)
-
-
-# ==================================================================================================
-# REPLAY BUFFER
-# ==================================================================================================
-# One ring per environment, time-major: slot t of every env is written at iteration t % B. Each
-# observation is stored once: the next observation of slot t is the observation in slot t+1,
-# except where an episode timed out, whose true final observation lives in a small side ring
-# (`final_obs`, indexed by `final_index`). A time-out happens at most once per episode_iterations
-# steps, so that ring needs only ceil(B / episode_iterations) + 1 entries per env. Terminations
-# need no final observation: they never bootstrap.
-class ReplayBuffer(NamedTuple):
-    obs: jax.Array  # [B, N, obs_dim]
-    privileged: jax.Array  # [B, N, privileged_dim]
-    action: jax.Array  # [B, N, action_dim], unclipped, as the reference stores it
-    reward: jax.Array  # [B, N]
-    done: jax.Array  # [B, N] bool
-    truncated: jax.Array  # [B, N] bool
-    final_index: jax.Array  # [B, N] int32, row of final_obs for truncated slots
-    final_obs: jax.Array  # [F, N, obs_dim + privileged_dim]
-    num_truncations: jax.Array  # [N] int32
-    ptr: jax.Array  # iterations written so far
-
-
-class Batch(NamedTuple):
-    """n-step transitions, env-major, raw (unnormalized) observations."""
-
-    obs: jax.Array
-    privileged: jax.Array
-    action: jax.Array
-    reward: jax.Array  # n-step discounted reward sum
-    next_obs: jax.Array
-    next_privileged: jax.Array
-    discount: jax.Array  # gamma ** (rewards summed)
-    bootstrap: jax.Array  # 1.0 unless the window ended in a termination
-
-
-def final_ring_size(buffer_size: int, episode_iterations: int) -> int:
-    return math.ceil(buffer_size / episode_iterations) + 1
-
-
-def buffer_init(size, num_envs, obs_dim, privileged_dim, action_dim, episode_iterations):
-    final_size = final_ring_size(size, episode_iterations)
-    return ReplayBuffer(
-        obs=jnp.zeros((size, num_envs, obs_dim)),
-        privileged=jnp.zeros((size, num_envs, privileged_dim)),
-        action=jnp.zeros((size, num_envs, action_dim)),
-        reward=jnp.zeros((size, num_envs)),
-        done=jnp.zeros((size, num_envs), bool),
-        truncated=jnp.zeros((size, num_envs), bool),
-        final_index=jnp.zeros((size, num_envs), jnp.int32),
-        final_obs=jnp.zeros((final_size, num_envs, obs_dim + privileged_dim)),
-        num_truncations=jnp.zeros(num_envs, jnp.int32),
-        ptr=jnp.int32(0),
-    )
-
-
-def buffer_for(config: dict, env: envs.Env) -> ReplayBuffer:
-    """The empty buffer of one agent for this config and task."""
-    return buffer_init(
-        config["BUFFER_SIZE"],
-        config["NUM_ENVS"],
-        env.obs_dim,
-        env.privileged_dim,
-        env.action_dim,
-        env.episode_iterations,
-    )
-
-
-def replay_bytes(config: dict, env: envs.Env) -> int:
-    """Bytes of one agent's replay buffer (shapes only; nothing is allocated)."""
-    shapes = jax.eval_shape(lambda: buffer_for(config, env))
-    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
-
-
-def buffer_add(buf: ReplayBuffer, obs, privileged, action, step: envs.StepOutput) -> ReplayBuffer:
-    """Writes one iteration (all envs) at slot ptr % B."""
-    slot = buf.ptr % buf.obs.shape[0]
-    envs_idx = jnp.arange(buf.obs.shape[1])
-    final_row = buf.num_truncations % buf.final_obs.shape[0]
-    final = jnp.concatenate([step.final_obs, step.final_privileged], -1)
-    kept = buf.final_obs[final_row, envs_idx]
-    return buf._replace(
-        obs=buf.obs.at[slot].set(obs),
-        privileged=buf.privileged.at[slot].set(privileged),
-        action=buf.action.at[slot].set(action),
-        reward=buf.reward.at[slot].set(step.reward),
-        done=buf.done.at[slot].set(step.done),
-        truncated=buf.truncated.at[slot].set(step.truncated),
-        final_index=buf.final_index.at[slot].set(final_row),
-        final_obs=buf.final_obs.at[final_row, envs_idx].set(jnp.where(step.truncated[:, None], final, kept)),
-        num_truncations=buf.num_truncations + step.truncated,
-        ptr=buf.ptr + 1,
-    )
-
-
-def nstep_return(rewards, dones, gamma):
-    """n-step return over windows [..., n] that stop at the first done (spec §5).
-
-    Returns (discounted reward sum, gamma ** number of rewards summed, index of the window's
-    last transition). A window ends at its first done; truncations imply dones here.
-    """
-    n = rewards.shape[-1]
-    alive_before = jnp.cumprod(1.0 - dones, -1)
-    mask = jnp.concatenate([jnp.ones_like(alive_before[..., :1]), alive_before[..., :-1]], -1)
-    powers = gamma ** jnp.arange(n, dtype=jnp.float32)
-    reward = (rewards * mask * powers).sum(-1)
-    summed = mask.sum(-1)
-    last = jnp.where(dones.any(-1), jnp.argmax(dones, -1), n - 1)
-    return reward, gamma**summed, last
-
-
-def buffer_sample(
-    buf: ReplayBuffer, key, per_env: int, n_steps: int, gamma, disable_bootstrap: bool = False
-) -> Batch:
-    """`per_env` n-step windows from every env, uniform with replacement over valid starts.
-
-    A window is valid when its next observation is stored, so windows never cross the write
-    pointer: starts run over the oldest `size - n_steps` slots. A window that ends in a time-out
-    bootstraps from the true final observation unless `disable_bootstrap` (the reference's
-    `disable_bootstrap`: every done, time-outs included, ends the return).
-    """
-    capacity, num_envs = buf.obs.shape[:2]
-    size = jnp.minimum(buf.ptr, capacity)
-    oldest = (buf.ptr - size) % capacity
-    offsets = jax.random.randint(key, (num_envs, per_env), 0, size - n_steps)
-    start = (oldest + offsets) % capacity
-    envs_idx = jnp.arange(num_envs)[:, None]
-    window = (start[..., None] + jnp.arange(n_steps)) % capacity  # [N, S, n]
-    reward, discount, last = nstep_return(
-        buf.reward[window, envs_idx[..., None]],
-        buf.done[window, envs_idx[..., None]].astype(jnp.float32),
-        gamma,
-    )
-    end = (start + last) % capacity
-    done_end, trunc_end = buf.done[end, envs_idx], buf.truncated[end, envs_idx]
-    stored_next = (end + 1) % capacity
-    final = buf.final_obs[buf.final_index[end, envs_idx], envs_idx]
-    obs_dim = buf.obs.shape[-1]
-    next_obs = jnp.where(trunc_end[..., None], final[..., :obs_dim], buf.obs[stored_next, envs_idx])
-    next_privileged = jnp.where(
-        trunc_end[..., None], final[..., obs_dim:], buf.privileged[stored_next, envs_idx]
-    )
-    flat = lambda x: x.reshape(num_envs * per_env, *x.shape[2:])  # noqa: E731
-    return Batch(
-        obs=flat(buf.obs[start, envs_idx]),
-        privileged=flat(buf.privileged[start, envs_idx]),
-        action=flat(buf.action[start, envs_idx]),
-        reward=flat(reward),
-        next_obs=flat(next_obs),
-        next_privileged=flat(next_privileged),
-        discount=flat(discount),
-        bootstrap=flat((~done_end if disable_bootstrap else trunc_end | ~done_end).astype(jnp.float32)),
-    )
-
-
-# ==================================================================================================
-# C51 PROJECTION (spec §3.2, HEAD semantics with the #30 fix)
-# ==================================================================================================
-def categorical_projection(probs, reward, bootstrap, discount, v_min, v_max):
-    """Projects r + bootstrap * discount * z onto the support z = linspace(v_min, v_max, N).
-
-    probs: [B, N] target probabilities. Each atom's mass goes to its two neighbours with the
-    triangular kernel max(0, 1 - |b - i|), which is what the fixed reference computes.
-    """
-    num_atoms = probs.shape[-1]
-    support = jnp.linspace(v_min, v_max, num_atoms)
-    delta = (v_max - v_min) / (num_atoms - 1)
-    target = reward[:, None] + (bootstrap * discount)[:, None] * support
-    b = (jnp.clip(target, v_min, v_max) - v_min) / delta
-    lower = jnp.clip(jnp.floor(b), 0, num_atoms - 2)
-    upper_weight = b - lower  # in [0, 1]; an exact atom gives all its mass to `lower`
-    lower = lower.astype(jnp.int32)
-
-    def scatter(p, low, w):
-        m = jnp.zeros(num_atoms, p.dtype).at[low].add(p * (1.0 - w))
-        return m.at[low + 1].add(p * w)
-
-    return jax.vmap(scatter)(probs, lower, upper_weight)
-
-
-# ==================================================================================================
-# EVALUATION
-# ==================================================================================================
-def episode_returns(env: envs.Env, policy, states: envs.EnvState) -> jax.Array:
-    """Undiscounted return of one episode per env from `states` (batched), acting with
-    `policy(obs) -> action`; rewards count up to each env's first done or the time limit.
-
-    Every evaluation in training starts from the same states, as the reference's does; the
-    loop stops once every episode has ended.
-    """
-    num = states.steps.shape[0]
-
-    def still_running(carry):
-        t, _, _, alive = carry
-        return (t < env.episode_iterations) & alive.any()
-
-    def step(carry):
-        t, states, returns, alive = carry
-        states, reward, done = jax.vmap(env.eval_step)(states, policy(states.obs))
-        # `where`, not `reward * alive`: a finished MJX episode may go on to NaN rewards.
-        return t + 1, states, returns + jnp.where(alive, reward, 0.0), alive & ~done
-
-    init = (jnp.int32(0), states, jnp.zeros(num), jnp.ones(num, bool))
-    return jax.lax.while_loop(still_running, step, init)[2]
+from fasttd3x.progress import heartbeat_segments
+from fasttd3x.replay import Batch, ReplayBuffer, buffer_add, buffer_for, buffer_sample
 
 
 # ==================================================================================================
@@ -570,35 +122,6 @@ class IterationStats(NamedTuple):
 # ==================================================================================================
 # LEARNER: module-level pieces taking what they need (networks, static config, traced `hp`, state)
 # ==================================================================================================
-class Networks(NamedTuple):
-    """One agent's flax modules (static: they hold shapes and dtypes, no parameters)."""
-
-    actor: Actor
-    critic: DistributionalCritic
-
-    def twin_critic(self, critic_params, obs, action) -> jax.Array:
-        """Logits of both critics, [2, B, atoms]: their parameters are stacked on axis 0."""
-        return jax.vmap(self.critic.apply, in_axes=(0, None, None))(critic_params, obs, action)
-
-
-def make_networks(config: dict, action_dim: int) -> Networks:
-    dtype = jnp.dtype(config["COMPUTE_DTYPE"])
-    if config["AGENT"] == "fasttd3_simbav2":
-        return Networks(
-            actor=SimbaV2Actor(action_dim, config["ACTOR_HIDDEN_DIM"], config["ACTOR_NUM_BLOCKS"], dtype),
-            critic=SimbaV2Critic(
-                config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], config["CRITIC_NUM_BLOCKS"], dtype
-            ),
-        )
-    sim, sim_dimension = config["SIM_TYPE"], config["SIM_DIMENSION"]
-    actor_seq = config["ACTOR_SEQ_LEN"] if sim in ("sim_actor", "sim_both") else 0
-    critic_seq = config["CRITIC_SEQ_LEN"] if sim in ("sim_critic", "sim_both") else 0
-    return Networks(
-        actor=Actor(action_dim, config["ACTOR_HIDDEN_DIM"], dtype, actor_seq, sim_dimension),
-        critic=DistributionalCritic(
-            config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"], dtype, critic_seq, sim_dimension
-        ),
-    )
 
 
 class LearnerInputs(NamedTuple):
@@ -924,33 +447,32 @@ def init_runner(nets: Networks, env: envs.Env, config: dict, rng, hparams=None) 
     return strong_types(runner)
 
 
+def episode_returns(env: envs.Env, policy, states: envs.EnvState) -> jax.Array:
+    """Undiscounted return of one episode per env from `states` (batched), acting with
+    `policy(obs) -> action`; rewards count up to each env's first done or the time limit.
+
+    Every evaluation in training starts from the same states, as the reference's does; the
+    loop stops once every episode has ended.
+    """
+    num = states.steps.shape[0]
+
+    def still_running(carry):
+        t, _, _, alive = carry
+        return (t < env.episode_iterations) & alive.any()
+
+    def step(carry):
+        t, states, returns, alive = carry
+        states, reward, done = jax.vmap(env.eval_step)(states, policy(states.obs))
+        # `where`, not `reward * alive`: a finished MJX episode may go on to NaN rewards.
+        return t + 1, states, returns + jnp.where(alive, reward, 0.0), alive & ~done
+
+    init = (jnp.int32(0), states, jnp.zeros(num), jnp.ones(num, bool))
+    return jax.lax.while_loop(still_running, step, init)[2]
+
+
 # ==================================================================================================
 # TRAIN LOOP
 # ==================================================================================================
-# In-chunk progress: each eval interval runs as a scan over segments of a scan over iterations,
-# with `heartbeat` called after every segment (no cond inside the iteration loop). Segments are
-# at least MIN_HEARTBEAT_ITERATIONS long and at most MAX_HEARTBEATS per interval. Intervals
-# shorter than MIN_HEARTBEAT_INTERVAL report at evaluations only: there the split loop measured
-# 7% slower (Pendulum, 100-iteration intervals), at 1,000 no slower
-# (bench/results/heartbeat_cost_cpu.json).
-MAX_HEARTBEATS = 500
-MIN_HEARTBEAT_ITERATIONS = 10
-MIN_HEARTBEAT_INTERVAL = 1_000
-
-
-def heartbeat_segments(eval_interval: int) -> int:
-    """Heartbeats per eval interval: 0 below MIN_HEARTBEAT_INTERVAL, else its largest divisor
-    within both limits."""
-    if eval_interval < MIN_HEARTBEAT_INTERVAL:
-        return 0
-    fits = [
-        d
-        for d in range(1, MAX_HEARTBEATS + 1)
-        if eval_interval % d == 0 and eval_interval // d >= MIN_HEARTBEAT_ITERATIONS
-    ]
-    return max(fits, default=1)
-
-
 def make_train(config: dict, progress=None, heartbeat=None):
     """Returns `train(rng, hparams=None)`, a pure function to `jax.jit` and `jax.vmap`.
 
@@ -1061,73 +583,6 @@ def _resolve_hparams(config: dict, hparams) -> dict:
         raise ValueError(f"Unknown hparams {sorted(unknown)}; traced settings are {sorted(HPARAM_DEFAULTS)}.")
     hp.update({key: jnp.asarray(value, jnp.float32) for key, value in hparams.items()})
     return hp
-
-
-class ProgressPrinter:
-    """Progress callbacks for `make_train`: a line after every evaluation (`__call__`) and, inside
-    long eval chunks, a line from the heartbeats (`heartbeat`) at most every `min_seconds`. Each
-    gives the rate in iterations per second, measured since the first report, and the time left."""
-
-    def __init__(self, config: dict, min_seconds: float = 10.0):
-        self.name = config["ENV_NAME"]
-        self.eval_interval = config["EVAL_INTERVAL"]
-        self.total = config["TOTAL_TIMESTEPS"]
-        self.steps_per_iteration = config["NUM_ENVS"]
-        self.min_seconds = min_seconds
-        self.first: tuple[float, int] | None = None  # (time, iterations done) of the first report
-        self.last_line = time.perf_counter()
-
-    def _rate(self, done: int) -> float | None:
-        """Iterations per second since the first report; None at the first (or a new run's)."""
-        now = time.perf_counter()
-        if self.first is None or done <= self.first[1]:
-            self.first = (now, done)
-            return None
-        return (done - self.first[1]) / (now - self.first[0])
-
-    def _print(self, line: str) -> None:
-        self.last_line = time.perf_counter()
-        print(line, flush=True)
-
-    def __call__(self, chunk) -> None:
-        done = (int(chunk) + 1) * self.eval_interval
-        rate = self._rate(done)
-        line = (
-            f"[{self.name}] eval {done // self.eval_interval}/{self.total // self.eval_interval}  "
-            f"env steps/agent {done * self.steps_per_iteration:,}"
-        )
-        if rate is not None:
-            line += f"  {rate:,.1f} it/s  run ETA {_duration((self.total - done) / rate)}"
-        self._print(line)
-
-    def heartbeat(self, done) -> None:
-        done = int(done)
-        rate = self._rate(done)
-        if time.perf_counter() - self.last_line < self.min_seconds:
-            return
-        chunk = -(-done // self.eval_interval)  # the eval chunk this iteration belongs to, from 1
-        in_chunk = done - (chunk - 1) * self.eval_interval
-        line = (
-            f"[{self.name}] eval {chunk}/{self.total // self.eval_interval} in progress: "
-            f"{in_chunk:,}/{self.eval_interval:,} iterations"
-        )
-        if rate is None:  # the first report of a run
-            line += " (the rate and the time left follow)"
-        else:
-            line += (
-                f", {rate:,.2f} it/s; this eval in {_duration((chunk * self.eval_interval - done) / rate)}, "
-                f"the run in {_duration((self.total - done) / rate)}"
-            )
-        self._print(line)
-
-
-def _duration(seconds: float) -> str:
-    """A duration for people: 42 s, 12.5 min, 3.1 h."""
-    if seconds < 100:
-        return f"{seconds:.0f} s"
-    if seconds < 6000:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # ==================================================================================================

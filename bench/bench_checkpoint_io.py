@@ -31,9 +31,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import checkpoints  # noqa: E402
 import purejax_fasttd3 as ft  # noqa: E402
 from common import environment, parse_overrides, write  # noqa: E402
+from fasttd3x import checkpoints  # noqa: E402
 
 
 def folder_bytes(path: pathlib.Path) -> int:

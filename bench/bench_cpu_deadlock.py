@@ -24,8 +24,8 @@ import subprocess
 import sys
 import time
 
-import sweep
 from common import environment, write
+from fasttd3x import capacity
 
 PROGRAM = """
 import jax, jax.numpy as jnp
@@ -62,7 +62,7 @@ def run_once(devices: int, limit: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cores = os.cpu_count() or 1
-    chosen, why = sweep.cpu_device_count("CheetahRun", cores)
+    chosen, why = capacity.cpu_device_count("CheetahRun", cores)
     parser.add_argument("--devices", nargs="+", type=int, default=sorted({cores, chosen}))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=float, default=60.0, help="seconds before a run counts as stuck")
@@ -83,7 +83,7 @@ def main() -> None:
             "cores": cores,
             "limit_seconds": args.limit,
             "sweep_layout_for_mjx_tasks": {"host_devices": chosen, "why": why},
-            "lapack_blocks_pool": sweep.LAPACK_BLOCKS_POOL,
+            "lapack_blocks_pool": capacity.LAPACK_BLOCKS_POOL,
             "layouts": layouts,
             "environment": environment(),
         },

@@ -19,9 +19,9 @@ import argparse
 
 import jax
 
-import envs
 import purejax_fasttd3 as ft
 from common import Chunks, Timed, chunk_config, compile_and_run, environment, parse_overrides, write
+from fasttd3x import capacity, envs
 
 RATES = ("iterations_per_second", "agent_iterations_per_second", "env_steps_per_second")
 
@@ -115,7 +115,7 @@ def main() -> None:
         "timed_iterations": args.iterations,
         **rates(per_second, args.agents, base["NUM_ENVS"]),
         "compile_seconds": runs[short_total + args.iterations].compile_seconds,
-        "replay_bytes_per_agent": ft.replay_bytes(base, env),
+        "replay_bytes_per_agent": capacity.replay_bytes(base, env),
         "overrides": overrides,
         **info,
     }

@@ -20,9 +20,9 @@ import sys
 
 import jax
 
-import envs
 import purejax_fasttd3 as ft
 from common import environment, write
+from fasttd3x import capacity, envs
 
 
 def reference_bytes_per_transition(env: envs.Env) -> int:
@@ -47,7 +47,7 @@ def main() -> None:
     for task in tasks:
         config = ft.make_config(task)
         env = envs.make_env(config)
-        total = ft.replay_bytes(config, env)
+        total = capacity.replay_bytes(config, env)
         transitions = config["BUFFER_SIZE"] * config["NUM_ENVS"]
         ours = total / transitions
         reference = reference_bytes_per_transition(env)

@@ -45,9 +45,9 @@ import time
 import jax
 import numpy as np
 
-import envs
 import purejax_fasttd3 as ft
 from common import Chunks, environment, write
+from fasttd3x import envs
 
 DEFAULT_VENV = "~/.cache/fasttd3x/rejax-venv"
 WORKER = pathlib.Path(__file__).resolve().with_name("peer_rejax_worker.py")

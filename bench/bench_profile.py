@@ -21,9 +21,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-import envs
 import purejax_fasttd3 as ft
 from common import compile_and_run, environment, parse_overrides, write
+from fasttd3x import envs, networks
 
 
 def fastest_call(compiled, args: tuple, chained: bool) -> float:
@@ -119,7 +119,7 @@ def simulator_step(config: dict, env: envs.Env, n: int) -> tuple[dict, object]:
 def eval_step(config: dict, env: envs.Env, states, n: int) -> dict:
     """The actor and the vmapped evaluation step on NUM_ENVS env `states` (simulator_step's): one
     of up to `episode_iterations` steps of an evaluation."""
-    actor = ft.Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], jnp.dtype(config["COMPUTE_DTYPE"]))
+    actor = networks.Actor(env.action_dim, config["ACTOR_HIDDEN_DIM"], jnp.dtype(config["COMPUTE_DTYPE"]))
     params = actor.init(jax.random.PRNGKey(0), jnp.zeros((1, env.obs_dim)))
 
     def evaluate(states):

@@ -82,10 +82,10 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-import envs
 import purejax_fasttd3 as ft
 from common import RESULTS, Chunks, environment, write
-from plots.results import bootstrap_ci
+from fasttd3x import envs, progress
+from fasttd3x.results import bootstrap_ci
 
 REFERENCE_REPO = "younggyoseo/FastTD3"
 REFERENCE_COMMIT = "229ed59"
@@ -551,7 +551,7 @@ def run_ours(task: str, settings: dict, seeds: list[int]) -> dict[int, dict]:
         returns = np.asarray(returns, float)
         iterations = settings["eval_iterations"]
     else:
-        train = ft.make_train(config, progress=ft.ProgressPrinter(config))
+        train = ft.make_train(config, progress=progress.ProgressPrinter(config))
         out = jax.block_until_ready(jax.jit(jax.vmap(train))(rngs))
         returns = np.asarray(out["metrics"]["eval_return"], float)
         iterations = np.asarray(out["metrics"]["iteration"])[0].astype(int).tolist()

@@ -57,16 +57,18 @@ import os
 import resource
 import sys
 
+from fasttd3x import capacity
+
 if "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ:
     # Only read by the GPU client; JAX's backend is not initialised before this point.
     os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = "0.9"
 
 import jax
 
-import envs
 import purejax_fasttd3 as ft
 from bench_iterations import RATES, rates, timed_run
 from common import environment, parse_overrides, write
+from fasttd3x import envs
 
 # Per-task defaults of this benchmark (the settings); --set overrides them.
 TASK_DEFAULTS = {
@@ -212,7 +214,7 @@ def main() -> None:
         "buffer_size_per_env": base["BUFFER_SIZE"],
         "compute_dtype": base["COMPUTE_DTYPE"],
         "timed_iterations": args.iterations[0] if len(set(iterations.values())) == 1 else iterations,
-        "replay_bytes_per_agent": ft.replay_bytes(base, env),
+        "replay_bytes_per_agent": capacity.replay_bytes(base, env),
         "overrides": overrides,
         "peak_memory_source": None,
         "peak_memory_note": "running maximum over the process: agent counts run in increasing order",

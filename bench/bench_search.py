@@ -69,9 +69,8 @@ import jax
 import numpy as np
 
 import purejax_fasttd3 as ft
-import search
-import sweep
 from common import ROOT, Chunks, environment, write
+from fasttd3x import configs, search
 
 # The wide space of issue #23: a grid takes `--grid-values` points of each range (log-spaced for log).
 SPACE = [
@@ -138,7 +137,7 @@ def overhead(agents: int, repeats: int) -> dict:
 def fitness_check(results_dir: pathlib.Path, windows=(1, 2, 4)) -> dict:
     from scipy import stats
 
-    from plots.results import finite_agents, load_sweep
+    from fasttd3x.results import finite_agents, load_sweep
 
     arrays = load_sweep(results_dir)["combos"][0]["arrays"]
     returns = np.asarray(arrays["metric_eval_return"], float)[finite_agents(arrays)]
@@ -198,7 +197,7 @@ def summary_rows(out: pathlib.Path) -> list[dict]:
 
 def sweep_seconds(out: pathlib.Path) -> dict:
     """Compile and run seconds of a finished sweep, summed over its device calls."""
-    from plots.results import load_sweep
+    from fasttd3x.results import load_sweep
 
     metas = [meta for combo in load_sweep(out)["combos"] for meta in combo["meta"]]
     return {key: sum(float(m.get(key, 0.0)) for m in metas) for key in ("compile_seconds", "run_seconds")}
@@ -207,7 +206,7 @@ def sweep_seconds(out: pathlib.Path) -> dict:
 def heldout(out: pathlib.Path) -> dict:
     """Share solved, mean and worst final return of a held-out sweep's single point, and every
     seed's final return (seed order; a non-finite seed as None)."""
-    from plots.results import load_sweep
+    from fasttd3x.results import load_sweep
 
     row = best_row(out)
     returns = np.asarray(load_sweep(out)["combos"][0]["arrays"]["metric_eval_return"], float)
@@ -230,7 +229,7 @@ def tuning_summary(out: pathlib.Path) -> dict:
 def study(args: argparse.Namespace) -> dict:
     items = args.space or SPACE
     space = search.parse_space(items, flag="--space")
-    config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])  # what every sweep runs
+    config = ft.make_config(args.task, **configs.parse_set(args.set)[0])  # what every sweep runs
     iterations = config["TOTAL_TIMESTEPS"]
     base, sampled, pbt = sweep_flags(args, items)
     out = pathlib.Path(args.out)
@@ -333,7 +332,7 @@ def experience_check(args: argparse.Namespace) -> dict:
     (`--pbt-keep-experience`). Every agent's final eval return per run, and per variant the share
     solved, the mean, each run's mean and best agent; a paired t-test of the run means."""
     space = args.space or SPACE
-    config = ft.make_config(args.task, **sweep.parse_set(args.set)[0])
+    config = ft.make_config(args.task, **configs.parse_set(args.set)[0])
     threshold = sweep_threshold(args.task, args.solved_at)
     base, sampled, pbt = sweep_flags(args, space)
     variants = {"copy": [], "keep": ["--pbt-keep-experience"]}
@@ -349,7 +348,7 @@ def experience_check(args: argparse.Namespace) -> dict:
         "master_seeds": list(range(args.master_seeds)),
         "variants": {},
     }
-    from plots.results import load_sweep
+    from fasttd3x.results import load_sweep
 
     for name, flag in variants.items():
         runs = []
@@ -380,7 +379,7 @@ def experience_check(args: argparse.Namespace) -> dict:
 
 
 def sweep_threshold(task: str, solved_at: float | None) -> float | None:
-    from plots.results import solved_threshold
+    from fasttd3x.results import solved_threshold
 
     return solved_threshold(task, solved_at)
 

@@ -8,8 +8,8 @@ bench/results/upstream_<task>.png, that return against env steps (mean and range
     python bench/bench_upstream.py inverted_pendulum  # Brax (mjx), CPU-sized
 
 The file imports PureJaxRL's `wrappers.py` (`from wrappers import ...`). By default the run uses
-our stand-in with the same interface (tests/test_purejaxrl_api.WRAPPERS_PY), written to a temporary
-folder. `--wrappers DIR` runs it with the `wrappers.py` in DIR instead, e.g. PureJaxRL's own, copied
+our stand-in with the same interface (upstream/purejaxrl/wrappers_stand_in.py), written to a
+temporary folder. `--wrappers DIR` runs it with the `wrappers.py` in DIR instead, e.g. PureJaxRL's own, copied
 from its public repository into a throwaway folder outside this one (never committed; it imports
 chex and navix at the top, which must be importable), and writes
 bench/results/upstream_<task>_purejaxrl_wrappers.json beside the stand-in's file, with the
@@ -32,9 +32,10 @@ import time
 import jax
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-from common import RESULTS, ROOT, environment  # noqa: E402
-from test_purejaxrl_api import install_wrappers  # noqa: E402
+from common import RESULTS, ROOT, environment
+
+sys.path.insert(0, str(ROOT / "upstream" / "purejaxrl"))
+from wrappers_stand_in import install_wrappers  # noqa: E402
 
 UPSTREAM = ROOT / "upstream" / "purejaxrl" / "fasttd3.py"
 PENDULUM = {  # the file's __main__ config; tuned with seed 0, measured here with seed 100

@@ -22,7 +22,7 @@ import json
 import pathlib
 import sys
 
-from plots.results import agent_curves, returns_at
+from fasttd3x.results import agent_curves, returns_at
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

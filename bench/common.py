@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 
 import purejax_fasttd3 as ft
-from provenance import run_environment
+from fasttd3x.provenance import run_environment
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -26,6 +26,7 @@ import numpy as np
 
 import purejax_fasttd3 as ft
 from common import RESULTS, ROOT, environment, parse_overrides, write
+from fasttd3x import networks
 
 SOLVED = -200.0
 
@@ -40,8 +41,8 @@ def state_grid(num_angles: int = 41, num_speeds: int = 33) -> jax.Array:
 
 def inspect_agent(config: dict, train_state: ft.TrainState, hparams: dict) -> dict:
     """Saturation, critic preference and support clipping of one trained agent."""
-    actor = ft.Actor(1, config["ACTOR_HIDDEN_DIM"])
-    critic = ft.DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"])
+    actor = networks.Actor(1, config["ACTOR_HIDDEN_DIM"])
+    critic = networks.DistributionalCritic(config["NUM_ATOMS"], config["CRITIC_HIDDEN_DIM"])
     support = jnp.linspace(hparams["V_MIN"], hparams["V_MAX"], config["NUM_ATOMS"])
     obs = ft.normalize(train_state.obs_norm, state_grid())
     action, pre_tanh = actor.apply(train_state.actor_params, obs, with_pre_tanh=True)  # [S, 1] each

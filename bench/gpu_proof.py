@@ -59,12 +59,12 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.9")
 import jax
 
 import bench_profile
-import envs
 import purejax_fasttd3 as ft
 from bench_iterations import chunked_config, chunked_rate
 from bench_parity import REFERENCE_RETURNS, evaluation_row, reference_comparison
 from bench_scaling import agent_count_row, agents_that_fit
 from common import RESULTS, Chunks, chunk_config, environment, write
+from fasttd3x import envs
 
 # ==================================================================================================
 # SETTINGS AND PRIORS

@@ -331,7 +331,7 @@ PUBLISHED_CURVES = "reference_published_curves_T1.json"
 def t1_values() -> tuple[dict, dict]:
     """The T1 learning section: every agent of the H200 learning files, by env steps and by the
     program's measured time, beside the reference repository's published curves."""
-    from plots.results import agent_curves, returns_at
+    from fasttd3x.results import agent_curves, returns_at
 
     records = {name: read_json(name) for name in T1_FILES}
     longest = records[T1_FILES[0]]
@@ -803,8 +803,8 @@ def linked_figures(text: str) -> list[str]:
 
 
 def draw(figures: dict) -> list[pathlib.Path]:
+    from fasttd3x.figures import save_figure
     from plots import plot_post
-    from plots.figures import save_figure
 
     return [save_figure(build(plot_post), FIGURES / name) for name, build in figures.items()]
 

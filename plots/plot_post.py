@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plots.figures import category_colors, plt
+from fasttd3x.figures import category_colors, plt
 
 
 def throughput_bars_figure(rows: list[dict]):

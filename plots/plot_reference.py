@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from plots.figures import category_colors, plt, save_figure
-from plots.results import bootstrap_ci
+from fasttd3x.figures import category_colors, plt, save_figure
+from fasttd3x.results import bootstrap_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "reference_learning_cpu.json"

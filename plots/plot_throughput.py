@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from plots.figures import category_colors, message_figure, plt, save_figure
+from fasttd3x.figures import category_colors, message_figure, plt, save_figure
 
 REPO = Path(__file__).resolve().parents[1]
 TITLE = "FastTD3X throughput: agent-iterations per second"

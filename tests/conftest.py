@@ -44,7 +44,7 @@ def pytest_unconfigure(config):
 # (pytest.ini turns off its own reordering by test count), so the longest go first and no long
 # module starts last while the other core idles: longest-processing-time-first scheduling.
 MODULE_SECONDS = {
-    "test_train": 219, "test_distributed": 167, "test_checkpoint": 111, "test_notebook": 102,
+    "test_train": 219, "test_distributed": 167, "test_resume": 111, "test_notebook": 102,
     "test_upstream": 90, "test_stop": 76, "test_sweep": 58, "test_search": 54, "test_brax": 52,
     "test_gpu_proof": 50, "test_envs": 33, "test_policy": 33, "test_reference_options": 31,
     "test_lockstep": 65,  # measured alone (-n 0) on the shared 2-core CPU, not in a CI run

@@ -17,6 +17,13 @@ def project(p, r, boot, disc, v_min, v_max):
     return np.einsum("bj,bji->bi", p, kernel)
 
 
+def normalize(norm, x):
+    """The reference's EmpiricalNormalization forward (spec §6.1), eps added to the std, with
+    `norm`'s statistics (mean, var) in NumPy."""
+    x = np.asarray(x, np.float64)
+    return (x - np.asarray(norm.mean)) / (np.sqrt(np.asarray(norm.var)) + 0.01)
+
+
 def log_softmax(x):
     shifted = x - x.max(-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))

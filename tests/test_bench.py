@@ -19,6 +19,8 @@ from bench_scaling import agent_count_row  # noqa: E402
 from bench_search import compare_heldout  # noqa: E402
 from ci_durations import durations  # noqa: E402
 
+pytestmark = pytest.mark.bench  # a test of the benchmark scripts, not of the product
+
 
 def test_rates_of_vmapped_agents():
     assert rates(10.0, agents=4, num_envs=128) == dict(zip(RATES, (10.0, 40.0, 5120.0)))

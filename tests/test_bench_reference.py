@@ -16,6 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_reference as br  # noqa: E402
 
+pytestmark = pytest.mark.bench  # a test of the benchmark scripts, not of the product
+
 SETTINGS = {
     "iterations": 1000,
     "eval_interval": 500,
@@ -179,8 +181,8 @@ def test_reference_evaluation_uses_its_start_states_and_iteration_count():
     import jax
     import jax.numpy as jnp
 
-    import envs
     import purejax_fasttd3 as ft
+    from fasttd3x import envs
 
     config = ft.make_config(
         "Pendulum-v1", NUM_ENVS=2, NUM_EVAL_ENVS=2, BATCH_SIZE=8, TOTAL_TIMESTEPS=8, EVAL_INTERVAL=4,

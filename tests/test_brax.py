@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from flax import struct
 
-import envs
 import purejax_fasttd3 as ft
+from fasttd3x import configs, envs
 from shared_configs import SMALL_AGENT
 
 # inverted_pendulum: reward 1 every step, terminates once the pole leans past 0.2 rad.
@@ -227,10 +227,10 @@ def test_discrete_and_unknown_tasks_are_refused():
 
 
 def test_brax_defaults_are_config_keys():
-    known = set(ft.STATIC_DEFAULTS) | set(ft.HPARAM_DEFAULTS)
+    known = set(configs.STATIC_DEFAULTS) | set(ft.HPARAM_DEFAULTS)
     from brax import envs as brax_envs
 
-    for task, defaults in envs.BRAX_TASK_DEFAULTS.items():
+    for task, defaults in configs.BRAX_TASK_DEFAULTS.items():
         assert task in brax_envs._envs and set(defaults) <= known, task
         config = ft.make_config(task)  # validates every value
         assert config["EPISODE_LENGTH"] == 1000 and config["V_MIN"] < config["V_MAX"]

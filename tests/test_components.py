@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import configs
-import envs
 import purejax_fasttd3 as ft
+from fasttd3x import configs, envs, progress, replay
 from numpy_reference import project
 
 
@@ -97,7 +96,7 @@ def test_nstep_return_matches_loop(n):
     dones = (rng.random((4, 50, n)) < 0.3).astype(np.float32)
     dones[0, 0] = 0.0  # a window with no done
     dones[0, 1] = 1.0  # done at every step: only the first reward counts
-    r, disc, last = ft.nstep_return(jnp.asarray(rewards), jnp.asarray(dones), jnp.float32(gamma))
+    r, disc, last = replay.nstep_return(jnp.asarray(rewards), jnp.asarray(dones), jnp.float32(gamma))
     ref_r, ref_disc, ref_last = nstep_np(rewards, dones, gamma)
     np.testing.assert_allclose(np.asarray(r), ref_r, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(disc), ref_disc, rtol=1e-5)
@@ -143,7 +142,7 @@ def history():
     term = h["done"] & ~h["trunc"]
     assert h["trunc"].any() and term.any() and (~h["done"]).any()
 
-    buf = ft.buffer_init(B, N, OBS_DIM, PRIV_DIM, ACT_DIM, EP_ITERS)
+    buf = replay.buffer_init(B, N, OBS_DIM, PRIV_DIM, ACT_DIM, EP_ITERS)
     add = jax.jit(ft.buffer_add)
     snapshots = {0: buf}
     for t in range(T):
@@ -359,13 +358,15 @@ def test_make_config_does_not_mutate_inputs():
     """Overrides and module defaults are left untouched; each call returns a fresh dict."""
     d = {"NUM_ENVS": 8, "BATCH_SIZE": 64, "GAMMA": 1}
     d_before = copy.deepcopy(d)
-    tasks_before = copy.deepcopy(ft.TASK_OVERRIDES)
+    defaults, unchanged = ft.make_config("Pendulum-v1"), ft.make_config("Pendulum-v1")
+    tasks_before = copy.deepcopy(configs.TASK_OVERRIDES)
     c = ft.make_config("Pendulum-v1", **d)
-    assert d == d_before and ft.TASK_OVERRIDES == tasks_before
+    assert d == d_before and configs.TASK_OVERRIDES == tasks_before
     assert c["NUM_ENVS"] == 8 and c["BATCH_SIZE"] == 64
     assert c["GAMMA"] == 1.0 and isinstance(c["GAMMA"], float)  # ints accepted for floats
     c["NUM_ENVS"] = 999
-    assert ft.make_config("Pendulum-v1")["NUM_ENVS"] == 16
+    defaults["GAMMA"] = 0.5
+    assert ft.make_config("Pendulum-v1") == unchanged  # edits of returned configs reach no later one
 
 
 def test_make_config_reference_defaults():
@@ -409,31 +410,14 @@ def test_make_config_reference_defaults():
 
 def test_default_hparams_are_float32_scalars_of_traced_keys():
     """default_hparams holds exactly the traced float settings, as float32 scalars."""
-    traced = {
-        "CRITIC_LEARNING_RATE",
-        "ACTOR_LEARNING_RATE",
-        "CRITIC_LEARNING_RATE_END",
-        "ACTOR_LEARNING_RATE_END",
-        "GAMMA",
-        "TAU",
-        "POLICY_NOISE",
-        "NOISE_CLIP",
-        "STD_MIN",
-        "STD_MAX",
-        "V_MIN",
-        "V_MAX",
-        "WEIGHT_DECAY",
-        "MAX_GRAD_NORM",  # the reference's gradient clipping bound (used with USE_GRAD_NORM_CLIPPING)
-        "INIT_SCALE",
-        "PRE_TANH_PENALTY",
-    }
     config = ft.make_config("Pendulum-v1", GAMMA=0.95, TAU=0.05)
     h = ft.default_hparams(config)
-    assert set(h) == traced
+    assert set(h) == set(configs.HPARAM_DEFAULTS) and set(h).isdisjoint(configs.STATIC_DEFAULTS)
+    assert all(isinstance(value, float) for value in configs.HPARAM_DEFAULTS.values())
     for key, value in h.items():
         assert value.dtype == jnp.float32 and value.shape == ()
         assert float(value) == pytest.approx(config[key], rel=1e-6)
-    assert float(h["GAMMA"]) == pytest.approx(0.95) and float(h["V_MIN"]) == -1000.0
+    assert float(h["GAMMA"]) == pytest.approx(0.95) and float(h["TAU"]) == pytest.approx(0.05)
 
 
 @pytest.mark.parametrize(
@@ -445,7 +429,7 @@ def test_purejaxrl_only_keys_are_refused_naming_ours(key, ours):
     with pytest.raises(ValueError, match=ours) as error:
         ft.make_config("Pendulum-v1", **{key: 1e-3})
     assert f"{key} is not a FastTD3X setting" in str(error.value)
-    assert set(configs.PUREJAXRL_ONLY).isdisjoint(ft.STATIC_DEFAULTS) and set(
+    assert set(configs.PUREJAXRL_ONLY).isdisjoint(configs.STATIC_DEFAULTS) and set(
         configs.PUREJAXRL_ONLY
     ).isdisjoint(ft.HPARAM_DEFAULTS)
 
@@ -460,14 +444,14 @@ def test_purejaxrl_only_keys_are_refused_naming_ours(key, ours):
 def test_heartbeat_segments_divide_the_interval_within_limits(interval, segments):
     """Intervals of 1,000 iterations or more report evenly: at most 500 times, every 10
     iterations or more (a prime interval once, at its end); shorter ones at evaluations only."""
-    assert ft.heartbeat_segments(interval) == segments
+    assert progress.heartbeat_segments(interval) == segments
 
 
 def test_progress_printer_gives_rate_and_time_left(monkeypatch, capsys):
     clock = iter([0.0, 100.0, 100.0, 100.0, 160.0, 160.0, 160.0, 170.0, 170.0, 600.0, 600.0])
     monkeypatch.setattr(ft.time, "perf_counter", lambda: next(clock))
     config = ft.make_config("Pendulum-v1", EVAL_INTERVAL=1_000, TOTAL_TIMESTEPS=10_000)
-    printer = ft.ProgressPrinter(config, min_seconds=30.0)  # t=0
+    printer = progress.ProgressPrinter(config, min_seconds=30.0)  # t=0
     printer.heartbeat(1)  # t=100: the first report is the rate's origin: no rate yet
     first = capsys.readouterr().out
     assert "eval 1/10 in progress: 1/1,000 iterations (the rate and the time left follow)" in first, first

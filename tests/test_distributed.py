@@ -17,9 +17,7 @@ import time
 import numpy as np
 import pytest
 
-import checkpoints
-import supervise
-import sweep
+from fasttd3x import checkpoints, distributed, supervise, sweep
 from shared_configs import RESUMABLE, set_flags, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -49,7 +47,7 @@ def test_distributed_flags():
     for argv in (["--process-id", "0"], ["--distributed", "--num-processes", "2", "--process-id", "2"]):
         with pytest.raises(SystemExit):
             sweep.parse_args(argv)
-    sweep.init_distributed(sweep.parse_args([]))  # without --distributed: nothing to join
+    distributed.init_distributed(sweep.parse_args([]))  # without --distributed: nothing to join
 
 
 def _free_port() -> int:
@@ -59,13 +57,13 @@ def _free_port() -> int:
 
 
 def _start(
-    cwd: pathlib.Path, devices: int, extra: list[str], flags=FLAGS, log_name=None, env=None
+    cwd: pathlib.Path, devices: int, extra: list[str], flags=FLAGS, log_name=None, env=None, script="sweep.py"
 ) -> subprocess.Popen:
     """`python sweep.py flags` in `cwd` (results go to cwd/res) on `devices` host devices; its
     stdout goes to cwd/../`log_name`.log (default: cwd's name), its stderr to `log_name`.err."""
     cwd.mkdir(exist_ok=True)
     env = {**subprocess_env(devices), **(env or {})}
-    cmd = [sys.executable, str(ROOT / "sweep.py"), *flags, *extra]
+    cmd = [sys.executable, str(ROOT / script), *flags, *extra]
     log = cwd.parent / (log_name or cwd.name)
     with open(f"{log}.log", "w") as out, open(f"{log}.err", "w") as err:  # files: no pipe fills up
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
@@ -142,19 +140,24 @@ CHECKPOINTED = [
     "--out", "res", "--no-plots", "--quiet", "--checkpoint-every", "1",
 ]  # fmt: skip
 FIRST_CALL = "checkpoint_000000-000004"
+# The sweep with test-only fault injection (FASTTD3X_TEST_KILL_AFTER_PART), see the script.
+KILL_AFTER_PART = "tests/kill_after_part.py"
 # A process silent this long counts as lost (sweep.py's default is 60 s): a survivor ends within
 # LOST_BOUND_S of a peer's death.
 HEARTBEAT_S = 15
-LOST_BOUND_S = HEARTBEAT_S + sweep.VERDICT_MARGIN_S
+LOST_BOUND_S = HEARTBEAT_S + distributed.VERDICT_MARGIN_S
 
 
-def _pair(tmp_path: pathlib.Path, run: str, env=None, flags=CHECKPOINTED) -> dict[str, subprocess.Popen]:
-    """Processes 0 and 1 of a two-process sweep, in tmp_path/p0 and tmp_path/p1 (no shared disk)."""
-    distributed = ["--distributed", "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2",
+def _pair(
+    tmp_path: pathlib.Path, run: str, env=None, flags=CHECKPOINTED, script="sweep.py"
+) -> dict[str, subprocess.Popen]:
+    """Processes 0 and 1 of a two-process sweep, in tmp_path/p0 and tmp_path/p1 (no shared disk),
+    each running `script` (the sweep, or a test's wrapper of it)."""
+    joined = ["--distributed", "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2",
                    "--heartbeat-timeout", str(HEARTBEAT_S)]  # fmt: skip
     return {
         f"p{k}": _start(
-            tmp_path / f"p{k}", 1, [*distributed, "--process-id", str(k)], flags, f"{run}_p{k}", env
+            tmp_path / f"p{k}", 1, [*joined, "--process-id", str(k)], flags, f"{run}_p{k}", env, script
         )
         for k in (0, 1)
     }
@@ -198,7 +201,7 @@ def test_kill_between_parts_and_a_damaged_part_stop_both_and_resume_exactly(tmp_
     and the cause. Restored, the pair resumes from eval 1 and ends with the results of one
     uninterrupted process."""
     reference = {"single": _start(tmp_path / "single", 2, [], CHECKPOINTED[:-2], "single_single")}
-    procs = _pair(tmp_path, "killed", env={checkpoints.KILL_AFTER_PART: "1:2"})
+    procs = _pair(tmp_path, "killed", env={"FASTTD3X_TEST_KILL_AFTER_PART": "1:2"}, script=KILL_AFTER_PART)
     codes, logs, ended = _finish(tmp_path, "killed", procs, TIMEOUT_S)
     assert codes["p1"] == -9 and "process 1 killed after its part at eval 2" in logs["p1"], logs["p1"]
     assert codes["p0"] == 1, logs["p0"]
@@ -355,7 +358,7 @@ def test_a_checkpoint_of_another_process_count_is_refused(tmp_path):
 # A stand-in for sweep.py under its supervisor: the child does what MODE says.
 SUPERVISED = """
 import os, signal, sys, time
-import supervise
+from fasttd3x import supervise
 if not supervise.is_child():
     sys.exit(supervise.supervise("python sweep.py --distributed", 1, 2))
 supervise.attach()

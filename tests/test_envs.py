@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 import purejax_fasttd3 as ft
+from fasttd3x import envs
 
 EPISODE = 5
 STEPS = 12  # crosses two time-outs (after steps 5 and 10)

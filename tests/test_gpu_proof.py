@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import benchmarks_table  # noqa: E402
 from shared_configs import subprocess_env  # noqa: E402
 
+pytestmark = pytest.mark.bench  # a test of the benchmark scripts, not of the product
+
 STAGES = ("iterations", "scaling", "learn1", "learn2", "profile")
 COMMON_KEYS = {"schema", "stage", "status", "smoke", "device", "platform", "versions", "settings", "numbers"}
 ROW_KEYS = {

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 import purejax_fasttd3 as ft
-from numpy_reference import log_softmax, project, softmax
+from fasttd3x import envs, networks
+from numpy_reference import log_softmax, normalize, project, softmax
 
 OBS, PRIVILEGED, ACTION, BATCH, ATOMS = 3, 2, 1, 8, 11
 # Traced settings of the update tests: a support the targets spread over, non-zero decay and
@@ -29,7 +29,7 @@ def setup():
     config = ft.make_config("Pendulum-v1", CRITIC_HIDDEN_DIM=16, ACTOR_HIDDEN_DIM=16, NUM_ATOMS=ATOMS)
     hp = {**ft.default_hparams(config), **{k: jnp.float32(v) for k, v in HP.items()}}
     dtype = jnp.dtype(config["COMPUTE_DTYPE"])
-    nets = ft.Networks(ft.Actor(ACTION, 16, dtype), ft.DistributionalCritic(ATOMS, 16, dtype))
+    nets = ft.Networks(networks.Actor(ACTION, 16, dtype), networks.DistributionalCritic(ATOMS, 16, dtype))
     keys = jax.random.split(jax.random.PRNGKey(0), 12)
     actor_params = nets.actor.init(keys[0], jnp.zeros((1, OBS)))
     critic_init = jax.vmap(nets.critic.init, in_axes=(0, None, None))
@@ -210,12 +210,12 @@ def test_critic_inputs_normalize_in_the_reference_order(setup):
     new_ts, inputs = ft.critic_inputs(config, ts, batch)
     norm = ft.normalizer_update(ft.normalizer_update(ts.obs_norm, batch.obs), batch.next_obs)
     np.testing.assert_allclose(new_ts.obs_norm.mean, norm.mean, rtol=1e-6)
-    np.testing.assert_allclose(inputs.next_obs, ft.normalize(norm, batch.next_obs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inputs.next_obs, normalize(norm, batch.next_obs), rtol=1e-5, atol=1e-6)
     once = ft.normalizer_update(ts.obs_norm, batch.obs)
-    np.testing.assert_allclose(inputs.obs, ft.normalize(once, batch.obs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inputs.obs, normalize(once, batch.obs), rtol=1e-5, atol=1e-6)
     critic_obs = jnp.concatenate([batch.obs, batch.privileged], -1)
     critic_once = ft.normalizer_update(ts.critic_norm, critic_obs)
-    np.testing.assert_allclose(inputs.critic_obs, ft.normalize(critic_once, critic_obs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inputs.critic_obs, normalize(critic_once, critic_obs), rtol=1e-5, atol=1e-6)
     assert float(new_ts.critic_norm.count) == 2 * BATCH
 
 
@@ -279,9 +279,7 @@ def test_env_step_stores_the_transition_and_redraws_ended_envs_scales():
         # The action: the actor on the observation normalized after updating the statistics,
         # plus unclipped noise at each env's own scale.
         norm = ft.normalizer_update(before.train_state.obs_norm, before.env_state.obs)
-        mean_action = np_actor(
-            before.train_state.actor_params, np.asarray(ft.normalize(norm, before.env_state.obs))
-        )[0]
+        mean_action = np_actor(before.train_state.actor_params, normalize(norm, before.env_state.obs))[0]
         noise = (
             np.asarray(jax.random.normal(keys[0], mean_action.shape))
             * np.asarray(before.noise_scale)[:, None]

@@ -50,8 +50,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
+import fasttd3x.replay as replay_buffer
 import purejax_fasttd3 as ft
+from fasttd3x import envs, networks, normalizers
 
 DATA = pathlib.Path(__file__).parent / "data"
 TRACES = {
@@ -210,11 +211,13 @@ def adam_state(hp: dict, params, flat: dict, to_flax):
     return state._replace(count=step, inner_state=(adam, *state.inner_state[1:]))
 
 
-def normalizer(mean, var, count) -> ft.Normalizer:
-    return ft.Normalizer(jnp.asarray(mean), jnp.asarray(var), jnp.asarray(count, jnp.float32))
+def normalizer(mean, var, count) -> normalizers.Normalizer:
+    return normalizers.Normalizer(jnp.asarray(mean), jnp.asarray(var), jnp.asarray(count, jnp.float32))
 
 
-def train_state(trace: Trace, state: dict, obs_norm: ft.Normalizer, critic_norm=None) -> ft.TrainState:
+def train_state(
+    trace: Trace, state: dict, obs_norm: normalizers.Normalizer, critic_norm=None
+) -> ft.TrainState:
     """Our TrainState from one recorded learner state (flat `actor/...`, `critic/...` keys)."""
     actor = actor_params(sub(state, "actor"))
     critic = critic_params(sub(state, "critic"))
@@ -226,7 +229,7 @@ def train_state(trace: Trace, state: dict, obs_norm: ft.Normalizer, critic_norm=
         actor_opt_state=adam_state(trace.hp, actor, sub(state, "actor_opt"), actor_params),
         critic_opt_state=adam_state(trace.hp, critic, sub(state, "critic_opt"), critic_params),
         obs_norm=obs_norm,
-        critic_norm=ft.normalizer_init(critic_dim) if critic_norm is None else critic_norm,
+        critic_norm=normalizers.normalizer_init(critic_dim) if critic_norm is None else critic_norm,
     )
 
 
@@ -414,10 +417,10 @@ ZERO_KEY = jnp.zeros(2, jnp.uint32)
 
 class Replay(NamedTuple):
     trace: Trace
-    nets: ft.Networks
+    nets: networks.Networks
     env: envs.Env
     initial: ft.TrainState  # the reference's initial weights, a fresh normalizer
-    buffer: ft.ReplayBuffer  # all of the reference's transitions, written by our buffer_add
+    buffer: replay_buffer.ReplayBuffer  # all of the reference's transitions, written by our buffer_add
 
 
 def reference_train_state(replay: Replay, flat: dict, norm: tuple, critic_norm: tuple) -> ft.TrainState:
@@ -427,19 +430,19 @@ def reference_train_state(replay: Replay, flat: dict, norm: tuple, critic_norm: 
 
 def make_replay(trace: Trace) -> Replay:
     obs_dim, action_dim = trace["reset_obs"].shape[1], trace["it/action"].shape[2]
-    nets = ft.make_networks(trace.config, action_dim)
+    nets = networks.make_networks(trace.config, action_dim)
     first = {k: v[0] for k, v in sub(trace.arrays, "upd/state").items()}  # unchanged since init
-    initial = train_state(trace, first, ft.normalizer_init(obs_dim))  # the critic's: fresh too
+    initial = train_state(trace, first, normalizers.normalizer_init(obs_dim))  # the critic's: fresh too
     initial = initial._replace(actor_params=actor_params(sub(trace.arrays, "it/actor", 0)))
     privileged_dim = trace.tail("reset_critic_obs", "reset_obs").shape[-1]
     env = replay_env(obs_dim, privileged_dim, action_dim)
     return Replay(trace, nets, env, initial, reference_buffer(trace))
 
 
-def empty_buffer(trace: Trace) -> ft.ReplayBuffer:
+def empty_buffer(trace: Trace) -> replay_buffer.ReplayBuffer:
     n, action_dim = trace["stored/obs"].shape[1], trace["it/action"].shape[2]
     privileged_dim = trace.tail("reset_critic_obs", "reset_obs").shape[-1]
-    return ft.buffer_init(
+    return replay_buffer.buffer_init(
         trace.config["BUFFER_SIZE"],
         n,
         trace.obs_dim,
@@ -449,7 +452,7 @@ def empty_buffer(trace: Trace) -> ft.ReplayBuffer:
     )
 
 
-def reference_buffer(trace: Trace) -> ft.ReplayBuffer:
+def reference_buffer(trace: Trace) -> replay_buffer.ReplayBuffer:
     """Our buffer after `buffer_add` of every transition the reference stored (one scan).
     Sampling at iteration g reads only slots <= g + 1, so this buffer with ptr = g + 1 is what
     ours held then, plus slot g + 1's observation (see `with_next_slot`)."""
@@ -465,13 +468,15 @@ def reference_buffer(trace: Trace) -> ft.ReplayBuffer:
 
     def add(buffer, x):
         obs, privileged, action, step = x
-        return ft.buffer_add(buffer, obs, privileged, action, step), None
+        return replay_buffer.buffer_add(buffer, obs, privileged, action, step), None
 
     xs = (a["stored/obs"], privileged, a["stored/action"], step)
     return jax.jit(lambda: jax.lax.scan(add, empty_buffer(trace), xs)[0])()
 
 
-def with_next_slot(buffer: ft.ReplayBuffer, next_obs, next_privileged) -> ft.ReplayBuffer:
+def with_next_slot(
+    buffer: replay_buffer.ReplayBuffer, next_obs, next_privileged
+) -> replay_buffer.ReplayBuffer:
     """Writes slot ptr's observation now (our buffer_add writes the same next iteration). The
     reference may sample the n-step window that ends at the newest transition; ours never draws
     it (DESIGN.md, differences from the reference), but with that slot written it gathers it."""
@@ -499,7 +504,7 @@ def rollout_stepwise(replay: Replay):
     return jax.jit(jax.vmap(one))
 
 
-def slot_contents(buf: ft.ReplayBuffer, t) -> dict:
+def slot_contents(buf: replay_buffer.ReplayBuffer, t) -> dict:
     slot = t % buf.obs.shape[0]
     envs_idx = jnp.arange(buf.obs.shape[1])
     return {
@@ -672,7 +677,7 @@ def critic_params_np(flat: dict) -> dict:
     return {"params": jax.tree.map(lambda a, b: np.stack([a, b], axis=1), *twins)}
 
 
-def norm_errors(ours: ft.Normalizer, ref: tuple, name: str = "norm") -> dict:
+def norm_errors(ours: normalizers.Normalizer, ref: tuple, name: str = "norm") -> dict:
     mean, var, count = ref
     return {
         f"{name}_mean": max_rel(ours.mean, mean),
@@ -697,7 +702,7 @@ def critic_norm_before_updates(trace: Trace, ks) -> tuple:
     return tuple(trace[f"upd/critic_norm/before/{k}"][ks] for k in ("mean", "var", "count"))
 
 
-def batch_errors(batches: ft.Batch, trace: Trace, ks) -> dict:
+def batch_errors(batches: replay_buffer.Batch, trace: Trace, ks) -> dict:
     """Our n-step batches [K, B, ...] against the reference's. Next observations are compared
     where the window bootstraps: after a termination ours holds the reset observation, the
     reference the terminal one (never used for a target; DESIGN.md)."""
@@ -763,7 +768,7 @@ class LearningReplay(NamedTuple):
 
     clean: dict  # max errors over iterations whose batches hold no window ending in a termination
     terminated: dict  # the same over the others ({} if none)
-    batches: ft.Batch  # our batches, flat over the updates `ks`
+    batches: replay_buffer.Batch  # our batches, flat over the updates `ks`
     ks: np.ndarray  # the updates replayed
 
 
@@ -886,7 +891,7 @@ def test_initial_weights_act_as_the_reference_actor(replay):
     )
     assert jax.tree.map(jnp.shape, ours) == jax.tree.map(jnp.shape, replay.initial.actor_params)
     first_call = norm_calls(trace, trace.config["NUM_ENVS"])[0]
-    norm_obs = ft.normalize(normalizer(*norm_stats(trace, "after", first_call)), trace["reset_obs"])
+    norm_obs = normalizers.normalize(normalizer(*norm_stats(trace, "after", first_call)), trace["reset_obs"])
     mean_action = replay.nets.actor.apply(replay.initial.actor_params, norm_obs)
     noise = trace["it/noise"][0] * trace["it/scales_after"][0][:, None]
     np.testing.assert_allclose(mean_action + noise, trace["it/action"][0], atol=STEP_ATOL)
@@ -960,13 +965,20 @@ def test_updates_stepwise(replay, learning):
     assert exceeded(errors, STEP_TOLERANCES) == {}
 
 
-# Each deliberately wrong variant: (function, text in its source, replacement).
+# Each deliberately wrong variant: (module, function, text in its source, replacement). The
+# function is replaced in the module that defines it, where its callers look it up.
 WRONG_VARIANTS = {
-    "tau 10% low": ("learning_step", 'hp["TAU"])', '0.9 * hp["TAU"])'),
-    "CDQ takes the larger critic": ("critic_update", "values[0] < values[1]", "values[0] > values[1]"),
-    "actor on the other updates": ("learning_step", "i % policy_frequency == 1", "i % policy_frequency == 0"),
-    "n-step discount gamma^(n-1)": ("nstep_return", "gamma**summed", "gamma ** (summed - 1)"),
+    "tau 10% low": (ft, "learning_step", 'hp["TAU"])', '0.9 * hp["TAU"])'),
+    "CDQ takes the larger critic": (ft, "critic_update", "values[0] < values[1]", "values[0] > values[1]"),
+    "actor on the other updates": (
+        ft,
+        "learning_step",
+        "i % policy_frequency == 1",
+        "i % policy_frequency == 0",
+    ),
+    "n-step discount gamma^(n-1)": (replay_buffer, "nstep_return", "gamma**summed", "gamma ** (summed - 1)"),
     "normalizer updated one step late": (
+        ft,
         "observe",
         "norm = normalizer_update(norm, x)\n    return norm, normalize(norm, x)",
         "return normalizer_update(norm, x), normalize(norm, x)",
@@ -974,12 +986,14 @@ WRONG_VARIANTS = {
 }
 
 
-def mutant(name: str, old: str, new: str):
-    """`name` from purejax_fasttd3 with `old` replaced by `new` in its source, compiled in the
-    module's namespace (the text must occur exactly once, so a refactor shows here)."""
-    source = textwrap.dedent(inspect.getsource(getattr(ft, name)))
+def mutant(module, name: str, old: str, new: str):
+    """`module.name` with `old` replaced by `new` in its source, compiled in the module's
+    namespace (the text must occur exactly once, so a refactor shows here)."""
+    function = getattr(module, name)
+    assert function.__module__ == module.__name__, f"{name} is defined in {function.__module__}"
+    source = textwrap.dedent(inspect.getsource(function))
     assert source.count(old) == 1, f"{name}: {old!r} occurs {source.count(old)} times"
-    namespace = dict(vars(ft))
+    namespace = dict(vars(module))
     exec(compile(source.replace(old, new), f"<wrong {name}>", "exec"), namespace)  # noqa: S102
     return namespace[name]
 
@@ -992,8 +1006,8 @@ def cartpole_replay() -> Replay:
 @pytest.mark.parametrize("variant", sorted(WRONG_VARIANTS))
 def test_a_wrong_variant_fails_the_replay(cartpole_replay, variant, monkeypatch):
     """On CartpoleSwingup (every update's state recorded, no terminations)."""
-    name, old, new = WRONG_VARIANTS[variant]
-    monkeypatch.setattr(ft, name, mutant(name, old, new))
+    module, name, old, new = WRONG_VARIANTS[variant]
+    monkeypatch.setattr(module, name, mutant(module, name, old, new))
     errors = learning_errors(
         cartpole_replay.trace, learning_stepwise(cartpole_replay, with_batches=False)
     ).clean

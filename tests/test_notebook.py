@@ -9,6 +9,8 @@ from nbclient import NotebookClient
 
 from shared_configs import FAST_COMPILE_XLA_FLAGS
 
+pytestmark = pytest.mark.docs  # a test of the documentation, not of the product
+
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "walkthrough.ipynb"
 
 

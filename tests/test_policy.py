@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-import policy as pol
 import purejax_fasttd3 as ft
+from fasttd3x import policy as pol
 from shared_configs import PENDULUM_SMALL as SMALL
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -142,11 +142,11 @@ _RENDER_SCRIPT = textwrap.dedent(
     """
     import sys
     import jax, jax.numpy as jnp
-    import envs, policy as pol, purejax_fasttd3 as ft
+    import purejax_fasttd3 as ft; from fasttd3x import envs, networks, policy as pol
 
     config = ft.make_config("CartpoleBalance", ACTOR_HIDDEN_DIM=16)
     env = envs.make_env(config)
-    params = ft.Actor(env.action_dim, 16).init(jax.random.PRNGKey(0), jnp.zeros((1, env.obs_dim)))
+    params = networks.Actor(env.action_dim, 16).init(jax.random.PRNGKey(0), jnp.zeros((1, env.obs_dim)))
     policy = pol.Policy(params, ft.normalizer_init(env.obs_dim))
     frames = pol.render_episode(
         config, policy, sys.argv[1], jax.random.PRNGKey(1), num_steps=4, height=48, width=64

@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+pytestmark = pytest.mark.docs  # a test of the documentation, not of the product
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("render_post", ROOT / "docs" / "render_post.py")
 render_post = importlib.util.module_from_spec(_spec)

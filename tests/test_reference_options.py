@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 import numpy_reference as ref
-import policy
 import purejax_fasttd3 as ft
+from fasttd3x import envs, networks, policy, replay
 from shared_configs import TINY_AGENT
 
 
@@ -86,7 +85,7 @@ def test_learner_batches_scale_sampled_rewards():
         V_MAX=20.0,
     )
     hp = ft.default_hparams(config)
-    buf = ft.buffer_init(size, num_envs, 1, 0, 1, 5)
+    buf = replay.buffer_init(size, num_envs, 1, 0, 1, 5)
     buf = buf._replace(reward=jax.random.normal(jax.random.PRNGKey(0), (size, num_envs)), ptr=jnp.int32(size))
     expected = ref.RewardScale(num_envs, float(hp["GAMMA"]), -5.0, 20.0)
     rn = ft.reward_normalizer_init(num_envs)
@@ -111,8 +110,8 @@ SEQ, DIM = 3, 4
 
 def test_simnorm_actor_and_critic_match_numpy():
     obs_dim, action_dim = 5, 2
-    actor = ft.Actor(action_dim, 16, jnp.float32, SEQ, DIM)
-    critic = ft.DistributionalCritic(7, 16, jnp.float32, SEQ, DIM)
+    actor = networks.Actor(action_dim, 16, jnp.float32, SEQ, DIM)
+    critic = networks.DistributionalCritic(7, 16, jnp.float32, SEQ, DIM)
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, obs_dim))
     action = jax.random.uniform(jax.random.PRNGKey(2), (6, action_dim), minval=-1, maxval=1)
     a_params = _perturbed(actor.init(jax.random.PRNGKey(3), obs), jax.random.PRNGKey(4))
@@ -183,7 +182,7 @@ def _simba_parts(p, num_blocks):
 def test_simbav2_init_is_the_references():
     """Orthogonal bias-free kernels, scalers stored at init*scale, zero output bias."""
     num_blocks = 2
-    critic = ft.SimbaV2Critic(7, HIDDEN, num_blocks)
+    critic = networks.SimbaV2Critic(7, HIDDEN, num_blocks)
     params = critic.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.zeros((1, 2)))
     p = jax.tree.map(_f64, _params(params))
     embed, blocks, head = _simba_parts(p, num_blocks)
@@ -209,13 +208,13 @@ def test_orthogonal_init_is_numpys_sign_fixed_qr(shape):
     q, r = np.linalg.qr(tall)
     want = q * np.sign(np.diag(r))
     want = want if shape[0] >= shape[1] else want.T
-    np.testing.assert_allclose(ft.orthogonal_init(key, shape), want, atol=2e-5)
+    np.testing.assert_allclose(networks.orthogonal_init(key, shape), want, atol=2e-5)
 
 
 def test_vmapped_simbav2_init_calls_no_lapack():
     """Agents' SimbaV2 networks initialize under vmap without a LAPACK custom call (jaxlib 0.10's
     batched QR deadlocked the CPU thread pool in a bench run)."""
-    critic = ft.SimbaV2Critic(7, HIDDEN, 1)
+    critic = networks.SimbaV2Critic(7, HIDDEN, 1)
     init = jax.vmap(lambda k: critic.init(k, jnp.zeros((1, 3)), jnp.zeros((1, 2))))
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     assert "custom_call" not in jax.jit(init).lower(keys).as_text()
@@ -225,7 +224,10 @@ def test_vmapped_simbav2_init_calls_no_lapack():
 def test_simbav2_actor_and_critic_match_numpy(num_blocks):
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
     action = jax.random.uniform(jax.random.PRNGKey(2), (6, 2), minval=-1, maxval=1)
-    actor, critic = ft.SimbaV2Actor(2, HIDDEN, num_blocks), ft.SimbaV2Critic(7, HIDDEN, num_blocks)
+    actor, critic = (
+        networks.SimbaV2Actor(2, HIDDEN, num_blocks),
+        networks.SimbaV2Critic(7, HIDDEN, num_blocks),
+    )
     a_params = _perturbed(actor.init(jax.random.PRNGKey(3), obs), jax.random.PRNGKey(4))
     c_params = _perturbed(critic.init(jax.random.PRNGKey(5), obs, action), jax.random.PRNGKey(6))
     parts = _simba_parts(jax.tree.map(_f64, _params(a_params)), num_blocks)
@@ -267,7 +269,7 @@ def test_vmapped_run_with_every_learner_option():
     agent = jax.tree.map(lambda x: x[0], ts)
     obs = jnp.linspace(-1.0, 1.0, 9).reshape(3, 3)
     seen = ft.normalize(agent.obs_norm, obs) if config["OBS_NORMALIZATION"] else obs
-    actor = ft.SimbaV2Actor(1, config["ACTOR_HIDDEN_DIM"], config["ACTOR_NUM_BLOCKS"])
+    actor = networks.SimbaV2Actor(1, config["ACTOR_HIDDEN_DIM"], config["ACTOR_NUM_BLOCKS"])
     acted = policy.act(config, policy.policy_from_state(agent), obs)
     np.testing.assert_allclose(acted, actor.apply(agent.actor_params, seen), rtol=1e-6)
 

@@ -12,8 +12,7 @@ import pytest
 from scipy.stats import qmc
 
 import purejax_fasttd3 as ft
-import search
-import sweep
+from fasttd3x import interrupts, results, search, sweep
 from shared_configs import TINY_AGENT, set_flags, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -169,7 +168,8 @@ def test_padding_rows_past_the_population_are_left_alone(population):
 SHARDED = """
 import sys
 sys.path.insert(0, "tests")
-import jax, numpy as np, search, purejax_fasttd3 as ft
+import jax, numpy as np, purejax_fasttd3 as ft
+from fasttd3x import distributed, search
 import test_search as t
 assert jax.device_count() == 4
 runner, space = t._population()
@@ -182,7 +182,7 @@ placed = jax.tree.map(put, shardings, runner)
 config = search.PBTConfig(every=1, population=8, fraction=0.25)
 fitness = np.array([-5.0, -4.0, 1.0, 2.0, 3.0, 4.0, 8.0, 9.0], np.float32)  # parents on device 3
 step = search.Search(0, shardings, search.Plan(space, config))._step
-after, record = step(placed, search._replicated(fitness, shardings), search.generation_key(0, 1))
+after, record = step(placed, distributed.place(fitness, shared), search.generation_key(0, 1))
 assert after.train_state.actor_params["params"]["head"]["kernel"].sharding == rows
 t._check_exploit(runner, after, record, fitness, space, config)
 print("sharded exploit exact")
@@ -205,7 +205,8 @@ import jax
 process, port = int(sys.argv[1]), int(sys.argv[2])
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process)
-import numpy as np, search, purejax_fasttd3 as ft
+import numpy as np, purejax_fasttd3 as ft
+from fasttd3x import distributed, search
 import test_search as t
 assert jax.device_count() == 4 and jax.local_device_count() == 2
 runner, space = t._population()
@@ -221,9 +222,9 @@ assert owners[0] == owners[1] != owners[2] == owners[3]
 config = search.PBTConfig(every=1, population=8, fraction=0.25)
 fitness = np.array([-5.0, -4.0, 1.0, 2.0, 3.0, 4.0, 8.0, 9.0], np.float32)  # parents: process 1's rows
 step = search.Search(0, shardings, search.Plan(space, config))._step
-after, record = step(placed, search._replicated(fitness, shardings), search.generation_key(0, 1))
+after, record = step(placed, distributed.place(fitness, shared), search.generation_key(0, 1))
 assert after.hparams["TAU"].sharding == rows
-t._check_exploit(runner, search._host(after), search._host(record), fitness, space, config)
+t._check_exploit(runner, distributed.to_host(after), distributed.to_host(record), fitness, space, config)
 print(f"process {process}: exploit across processes exact")
 """
 
@@ -341,13 +342,13 @@ def test_pbt_results_hold_the_lineage(pbt_sweep):
 
 def test_pbt_stopped_mid_run_resumes_bit_for_bit(pbt_sweep, tmp_path, monkeypatch):
     calls = iter(range(100))
-    monkeypatch.setattr(sweep.STOP, "requested", lambda: next(calls) == 1)  # stop after eval 2
+    monkeypatch.setattr(interrupts.STOP, "requested", lambda: next(calls) == 1)  # stop after eval 2
     args = sweep.parse_args([*PBT, "--out", str(tmp_path)])
-    with pytest.raises(sweep.Interrupted, match="eval 2/4"):
+    with pytest.raises(interrupts.Interrupted, match="eval 2/4"):
         sweep.run_sweep(args)
     (checkpoint,) = (tmp_path / "combo_000").glob("checkpoint_*.npz")
     assert len(json.loads(str(np.load(checkpoint)["meta"]))["pbt_lineage"]) == 3
-    monkeypatch.setattr(sweep.STOP, "requested", lambda: False)
+    monkeypatch.setattr(interrupts.STOP, "requested", lambda: False)
     sweep.run_sweep(args)
     resumed, whole = _results(tmp_path), _results(pbt_sweep)
     assert resumed.keys() == whole.keys()
@@ -356,7 +357,7 @@ def test_pbt_stopped_mid_run_resumes_bit_for_bit(pbt_sweep, tmp_path, monkeypatc
 
 
 def test_best_schedule_is_written_and_replayed_between_evaluations(pbt_sweep, tmp_path, capsys):
-    rows = sweep.summarize(pbt_sweep)  # the drawn points ranked, each row naming its values
+    rows = results.summarize(pbt_sweep)  # the drawn points ranked, each row naming its values
     points = json.loads((pbt_sweep / "sweep.json").read_text())["search"]["points"]
     assert sorted(row["point"] for row in rows) == [0, 1, 2, 3]
     assert all(row["TAU"] == points[row["point"]]["TAU"] and row["seeds"] == 2 for row in rows)
@@ -382,12 +383,12 @@ def test_best_schedule_is_written_and_replayed_between_evaluations(pbt_sweep, tm
 
 
 def test_search_figures_are_drawn(pbt_sweep):
-    from plots.plot_search import draw_search, samples_figure
-    from plots.results import load_sweep
+    from fasttd3x.figures import draw_search_figures, samples_figure
+    from fasttd3x.results import load_sweep
 
-    (png,) = draw_search(pbt_sweep)
-    assert png.name == "pbt_combo_000.png" and png.stat().st_size > 0
     loaded = load_sweep(pbt_sweep)
+    (png,) = draw_search_figures(loaded, pbt_sweep)
+    assert png.name == "pbt_combo_000.png" and png.stat().st_size > 0
     space = search.parse_space(loaded["search"]["sample"])
     fig = samples_figure(loaded, loaded["combos"][0], space, threshold=-200.0)
     dots = [len(c.get_offsets()) for ax in fig.axes for c in ax.collections]

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 import purejax_fasttd3 as ft
+from fasttd3x import configs, envs
 from shared_configs import TINY_AGENT
 
 BASE = dict(
@@ -79,7 +79,7 @@ def _program(config) -> str:
 
 def test_every_static_key_has_a_variant_here():
     """A new static key must be added above (and so shown to be read) or this fails."""
-    assert set(ft.STATIC_DEFAULTS) - {"ENV_NAME"} == set(STATIC_VARIANTS) | PLAYGROUND_ONLY | REFUSED
+    assert set(configs.STATIC_DEFAULTS) - {"ENV_NAME"} == set(STATIC_VARIANTS) | PLAYGROUND_ONLY | REFUSED
 
 
 @pytest.fixture(scope="module")

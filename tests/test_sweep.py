@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import purejax_fasttd3 as ft
-import sweep
+from fasttd3x import capacity, configs, interrupts, results, sweep
 from shared_configs import TINY_AGENT, set_items, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -27,35 +27,35 @@ TINY = set_items(dict(TINY_AGENT, NUM_EVAL_ENVS=2, BUFFER_SIZE=40, EPISODE_LENGT
 
 # ---------------------------------------------------------------------------------- parsing
 def test_parse_grid_values_and_errors():
-    assert sweep.parse_grid(["TAU=0.05,0.1", "GAMMA=0.9"]) == {"TAU": [0.05, 0.1], "GAMMA": [0.9]}
+    assert configs.parse_grid(["TAU=0.05,0.1", "GAMMA=0.9"]) == {"TAU": [0.05, 0.1], "GAMMA": [0.9]}
     with pytest.raises(ValueError, match="NUM_ENVS is a static setting.*--set NUM_ENVS=1,2"):
-        sweep.parse_grid(["NUM_ENVS=1,2"])
+        configs.parse_grid(["NUM_ENVS=1,2"])
     with pytest.raises(ValueError, match="TAU.*'abc' is not a number"):
-        sweep.parse_grid(["TAU=0.1,abc"])
+        configs.parse_grid(["TAU=0.1,abc"])
     with pytest.raises(ValueError, match="TAUU.*unknown"):
-        sweep.parse_grid(["TAUU=0.1"])
+        configs.parse_grid(["TAUU=0.1"])
     with pytest.raises(ValueError, match="given twice"):
-        sweep.parse_grid(["TAU=0.1", "TAU=0.2"])
+        configs.parse_grid(["TAU=0.1", "TAU=0.2"])
     with pytest.raises(ValueError, match="KEY=V1"):
-        sweep.parse_grid(["TAU"])
+        configs.parse_grid(["TAU"])
 
 
 def test_parse_set_values_and_errors():
-    fixed, looped = sweep.parse_set(["NUM_ENVS=8", "BATCH_SIZE=64,128", "USE_CDQ=false", "TAU=0.2"])
+    fixed, looped = configs.parse_set(["NUM_ENVS=8", "BATCH_SIZE=64,128", "USE_CDQ=false", "TAU=0.2"])
     assert fixed == {"NUM_ENVS": 8, "USE_CDQ": False, "TAU": 0.2}
     assert looped == {"BATCH_SIZE": [64, 128]}
     with pytest.raises(ValueError, match="traced.*--grid TAU=0.1,0.2"):
-        sweep.parse_set(["TAU=0.1,0.2"])
+        configs.parse_set(["TAU=0.1,0.2"])
     with pytest.raises(ValueError, match="NUM_ENVS=abc.*int"):
-        sweep.parse_set(["NUM_ENVS=abc"])
+        configs.parse_set(["NUM_ENVS=abc"])
     with pytest.raises(ValueError, match="NUM_ENV.*NUM_ENVS"):
-        sweep.parse_set(["NUM_ENV=8"])
+        configs.parse_set(["NUM_ENV=8"])
 
 
 def test_grid_points_order_and_agent_hparams():
-    points = sweep.grid_points({"TAU": [0.1, 0.2], "GAMMA": [0.9, 0.99, 0.999]})
+    points = results.grid_points({"TAU": [0.1, 0.2], "GAMMA": [0.9, 0.99, 0.999]})
     assert points[0] == {"TAU": 0.1, "GAMMA": 0.9} and points[3] == {"TAU": 0.2, "GAMMA": 0.9}
-    assert sweep.grid_points({}) == [{}]
+    assert results.grid_points({}) == [{}]
     config = ft.make_config("Pendulum-v1")
     hp = sweep.agent_hparams(config, points, seeds=2)
     # agent = grid_index * seeds + seed_index
@@ -67,21 +67,21 @@ def test_grid_points_order_and_agent_hparams():
 
 
 def test_chunking():
-    assert sweep.pending_ranges(set(), 10, 4) == [(0, 4), (4, 8), (8, 10)]
-    assert sweep.pending_ranges({0, 1, 5}, 8, 4) == [(2, 5), (6, 8)]
-    assert sweep.choose_chunk(per_agent=100, free=10_000, num_devices=1, total=500, requested=None) == 70
-    assert sweep.choose_chunk(per_agent=100, free=10_000, num_devices=4, total=500, requested=None) == 280
-    assert sweep.choose_chunk(per_agent=100, free=10_000, num_devices=4, total=6, requested=None) == 8
-    assert sweep.choose_chunk(per_agent=100, free=10_000, num_devices=1, total=6, requested=3) == 3
+    assert capacity.pending_ranges(set(), 10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert capacity.pending_ranges({0, 1, 5}, 8, 4) == [(2, 5), (6, 8)]
+    assert capacity.choose_chunk(per_agent=100, free=10_000, num_devices=1, total=500, requested=None) == 70
+    assert capacity.choose_chunk(per_agent=100, free=10_000, num_devices=4, total=500, requested=None) == 280
+    assert capacity.choose_chunk(per_agent=100, free=10_000, num_devices=4, total=6, requested=None) == 8
+    assert capacity.choose_chunk(per_agent=100, free=10_000, num_devices=1, total=6, requested=3) == 3
     with pytest.raises(MemoryError, match="one agent needs about"):
-        sweep.choose_chunk(per_agent=2**31, free=2**30, num_devices=1, total=4, requested=None)
+        capacity.choose_chunk(per_agent=2**31, free=2**30, num_devices=1, total=4, requested=None)
 
 
 def test_memory_estimate_counts_the_replay_buffer():
     config = ft.make_config("Pendulum-v1")
     env = sweep.envs.make_env(config)
-    memory = sweep.bytes_per_agent(config, env)
-    assert memory["replay"] == ft.replay_bytes(config, env) > 0
+    memory = capacity.bytes_per_agent(config, env)
+    assert memory["replay"] == capacity.replay_bytes(config, env) > 0
     assert all(v > 0 for v in memory.values())
 
 
@@ -135,13 +135,13 @@ def test_results_format(swept):
 
 def test_agents_equal_single_runs(swept):
     """Agent (grid point 0, seed 1) equals train(split(PRNGKey(0), 2)[1]) run alone."""
-    config = ft.make_config("Pendulum-v1", **sweep.parse_set(TINY)[0], BATCH_SIZE=8)
+    config = ft.make_config("Pendulum-v1", **configs.parse_set(TINY)[0], BATCH_SIZE=8)
     rng = jax.random.split(jax.random.PRNGKey(0), 2)[1]
     single = jax.jit(ft.make_train(config))(rng, {"CRITIC_LEARNING_RATE": 1e-3})
     _, arrays, _ = _load(swept / "combo_000")
     expected = {**single["metrics"], "env_steps": ft.env_steps_at_evals(config)}
     assert arrays["metric_env_steps"].dtype == np.int64
-    for name in sweep.METRICS:
+    for name in results.METRICS:
         np.testing.assert_allclose(
             arrays[f"metric_{name}"][1], np.asarray(expected[name]), rtol=1e-4, atol=1e-4
         )
@@ -153,7 +153,7 @@ def test_nonfinite_agents_are_flagged_and_the_sweep_goes_on(swept):
     blew_up = [a for a in range(4) if not np.isfinite(arrays["metric_critic_loss"][a]).all()]
     assert blew_up and flagged == blew_up  # 1e30 overflows at once (1e9 sat on the edge)
     assert set(blew_up) <= {2, 3}
-    rows = sweep.summarize(swept)
+    rows = results.summarize(swept)
     by_lr = {(r["combo"], r["CRITIC_LEARNING_RATE"]): r for r in rows}
     assert by_lr[(0, 1e30)]["nonfinite"] == len(blew_up) and by_lr[(0, 1e-3)]["nonfinite"] == 0
     assert (swept / "summary.csv").exists()
@@ -193,7 +193,7 @@ def test_sharding_over_four_cpu_devices(swept, tmp_path):
     assert json.loads(str(data[0]["meta"]))["num_devices"] == 4
     _, single, _ = _load(swept / "combo_000")
     stable = single["hparam_CRITIC_LEARNING_RATE"] < 1.0  # diverging agents amplify rounding
-    for name in sweep.METRICS:
+    for name in results.METRICS:
         np.testing.assert_allclose(
             sharded[f"metric_{name}"][stable], single[f"metric_{name}"][stable], rtol=1e-4, atol=1e-4
         )
@@ -219,7 +219,7 @@ SUMMARY_DIVERGED = 14  # agent = grid_index * seeds + seed_index
 def _summary_results(root: pathlib.Path, env: str) -> pathlib.Path:
     seeds, evals = SUMMARY_FINALS.shape[1], SUMMARY_OFFSETS.shape[1]
     spec = {
-        "format": sweep.FORMAT,
+        "format": results.FORMAT,
         "env": env,
         "seeds": seeds,
         "seed": 0,
@@ -301,7 +301,7 @@ def _assert_matches(rows: list[dict], reference: list[dict]) -> None:
 
 def test_summary_reports_success_and_ranks_lost_seeds_below_reliable_ones(tmp_path, capsys):
     out = _summary_results(tmp_path, "Pendulum-v1")
-    rows = sweep.summarize(out)
+    rows = results.summarize(out)
     printed = capsys.readouterr().out
     reference = _summary_reference(-200.0)
     # Hand-computed: grid point 1 reaches -200 on average at eval 2 (calls of 10 s and 30 s: 30 s
@@ -328,7 +328,7 @@ def test_solved_at_overrides_the_threshold_table(tmp_path):
     out = _summary_results(tmp_path, "Pendulum-v1")
     args = sweep.parse_args(["--solved-at", "-160", "--out", str(out)])
     assert args.solved_at == -160.0
-    rows = sweep.summarize(out, args.solved_at)
+    rows = results.summarize(out, args.solved_at)
     reference = _summary_reference(-160.0)
     np.testing.assert_allclose([r["solved"] for r in reference], [0.8, 0.2, 0.8])
     _assert_matches(rows, reference)
@@ -341,7 +341,7 @@ def test_solved_at_overrides_the_threshold_table(tmp_path):
 
 def test_task_without_threshold_gets_no_success_columns(tmp_path, capsys):
     out = _summary_results(tmp_path, "CheetahRun")
-    rows = sweep.summarize(out)
+    rows = results.summarize(out)
     printed = capsys.readouterr().out
     assert printed.count("has no solved threshold") == 1  # once, not per combination
     assert [r["grid_index"] for r in rows if r["combo"] == 1] == [0, 2, 1]  # by IQM alone
@@ -358,14 +358,14 @@ def test_default_job_and_cpu_devices(monkeypatch):
     device per core unless XLA_FLAGS already sets a count."""
     args = sweep.parse_args([])
     assert args.env == "Pendulum-v1" and args.seeds == 16
-    assert sweep.parse_grid(args.grid) == {"PRE_TANH_PENALTY": [1e-3, 1e-2]}
+    assert configs.parse_grid(args.grid) == {"PRE_TANH_PENALTY": [1e-3, 1e-2]}
     assert sweep.parse_args(["--set", "NUM_ENVS=8"]).grid == []  # any --set: no default grid
     # The grid was tuned on Pendulum-v1: other tasks run their own config's settings.
     assert sweep.parse_args(["--env", "CheetahRun"]).grid == []
     assert sweep.parse_args(["--env", "MountainCarContinuous-v0"]).grid == []
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
-    layout = sweep.choose_cpu_devices("Pendulum-v1")
+    layout = capacity.choose_cpu_devices("Pendulum-v1")
     assert layout == (6, "one per core") and layout.report(6) == "6 CPU device(s), one per core"
     # JAX already running with another count (sweep.main from a notebook): said, with the fix.
     started = layout.report(1)
@@ -375,26 +375,26 @@ def test_default_job_and_cpu_devices(monkeypatch):
         os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=6"
     )
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
-    assert sweep.choose_cpu_devices("CheetahRun") is None  # the user's count wins
+    assert capacity.choose_cpu_devices("CheetahRun") is None  # the user's count wins
     assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=3"
 
 
 @pytest.mark.parametrize("cores", [1, 2, 16])
 def test_mjx_tasks_leave_a_cpu_thread_free_where_lapack_blocks_it(cores):
-    assert sweep.cpu_device_count("Pendulum-v1", cores) == (cores, "one per core")
-    count, why = sweep.cpu_device_count("CheetahRun", cores)
-    if sweep.LAPACK_BLOCKS_POOL:  # jaxlib 0.10.x, the Python 3.11 pin
+    assert capacity.cpu_device_count("Pendulum-v1", cores) == (cores, "one per core")
+    count, why = capacity.cpu_device_count("CheetahRun", cores)
+    if capacity.LAPACK_BLOCKS_POOL:  # jaxlib 0.10.x, the Python 3.11 pin
         assert count == max(cores - 1, 1) and "LAPACK" in why, why
     else:
         assert count == cores
-    assert sweep.cpu_device_count("inverted_pendulum", cores)[0] == count  # Brax runs on MJX too
+    assert capacity.cpu_device_count("inverted_pendulum", cores)[0] == count  # Brax runs on MJX too
 
 
 def test_sharded_lapack_kernels_finish_on_the_layout_the_sweep_chooses():
     """Batched Cholesky factorizations, what MJX's constraint solver runs every physics step,
     sharded over the host devices the sweep gives an MJX task. With a device on every core,
     jaxlib 0.10.2 waits here forever (bench/results/cpu_deadlock_cpu.json)."""
-    count, _ = sweep.cpu_device_count("CheetahRun", os.cpu_count() or 1)
+    count, _ = capacity.cpu_device_count("CheetahRun", os.cpu_count() or 1)
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
@@ -416,13 +416,13 @@ def test_sharded_lapack_kernels_finish_on_the_layout_the_sweep_chooses():
 
 def test_gpu_sized_config_on_cpu_is_warned_with_what_to_shrink():
     cheetah = ft.make_config("CheetahRun")  # the reference's sizes: 1024 envs, batch 32768
-    warning = sweep.cpu_size_warning(cheetah, "cpu")
+    warning = capacity.cpu_size_warning(cheetah, "cpu")
     for key in ("NUM_ENVS=1024", "BATCH_SIZE=32768", "CRITIC_HIDDEN_DIM=1024", "ACTOR_HIDDEN_DIM=512"):
         assert key in warning, warning
     assert "--set NUM_ENVS=128" in warning and "EVAL_INTERVAL=5000" in warning, warning
-    assert sweep.cpu_size_warning(cheetah, "gpu") is None
-    assert sweep.cpu_size_warning(ft.make_config("Pendulum-v1"), "cpu") is None
-    one = sweep.cpu_size_warning(ft.make_config("Pendulum-v1", NUM_ENVS=256, BATCH_SIZE=512), "cpu")
+    assert capacity.cpu_size_warning(cheetah, "gpu") is None
+    assert capacity.cpu_size_warning(ft.make_config("Pendulum-v1"), "cpu") is None
+    one = capacity.cpu_size_warning(ft.make_config("Pendulum-v1", NUM_ENVS=256, BATCH_SIZE=512), "cpu")
     assert "NUM_ENVS=256 is GPU-sized" in one and "BATCH_SIZE" not in one, one
 
 
@@ -434,7 +434,7 @@ def test_watchdog_names_what_it_waits_on_and_where():
 
     waiter = threading.Thread(target=waiting_on_the_device, daemon=True)
     waiter.start()
-    dog = sweep.Watchdog()
+    dog = interrupts.Watchdog()
     dog._main = waiter  # the thread whose place it names
     assert dog.silence() is None  # not started: never reports
     dog.seconds = 5.0
@@ -455,7 +455,7 @@ def test_watchdog_thread_lives_as_long_as_the_sweep():
     def watchdogs():
         return [t for t in threading.enumerate() if t.name == "watchdog"]
 
-    dog = sweep.Watchdog()
+    dog = interrupts.Watchdog()
     with dog.watching(60.0):
         assert len(watchdogs()) == 1 and dog.seconds == 60.0
     assert not watchdogs()  # joined on the way out

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
 import purejax_fasttd3 as ft
+from fasttd3x import envs
 from shared_configs import DEFAULT_BUILD, PENDULUM_SMALL
 
 # Small enough to compile in seconds; exercises warm-up, n-step windows, buffer wrap-around
@@ -161,10 +161,16 @@ def test_unknown_hparam_is_rejected(config):
         ft.make_train(config)(jax.random.PRNGKey(0), {"TAUU": 0.1})
 
 
-def test_make_train_does_not_mutate_config(config):
-    before = dict(config)
-    ft.make_train(config)
-    assert config == before
+def test_later_edits_of_the_config_do_not_reach_a_built_train(config):
+    """`make_train` keeps its own copy: settings read while tracing (here REWARD_NORMALIZATION,
+    which decides whether the state has a reward normalizer, and NUM_ATOMS, the critic's support)
+    stay those it was built with, whatever the caller's dict says later."""
+    config = dict(config)  # the fixture's stays as it is
+    normalized = config["REWARD_NORMALIZATION"]
+    train = ft.make_train(config)
+    config.update(REWARD_NORMALIZATION=not normalized, NUM_ATOMS=config["NUM_ATOMS"] + 6)
+    out = jax.eval_shape(train, jax.random.PRNGKey(0))
+    assert (out["runner_state"].reward_norm is not None) == normalized
 
 
 _make_env = envs.make_env

@@ -5,7 +5,7 @@ iterations. The other actor cadence (one update per iteration) agrees to float32
 `test_upstream_matches_ours_with_one_update_per_iteration`.
 
 The file imports PureJaxRL's `wrappers.py` as a file inside `purejaxrl/` does (`from wrappers
-import ...`); the tests put our stand-in (`test_purejaxrl_api.WRAPPERS_PY`) first on `sys.path`.
+import ...`); the tests put our stand-in (upstream/purejaxrl/wrappers_stand_in.py) first on `sys.path`.
 Our core runs with the options the file keeps: one eval chunk as long as the run, no evaluation
 envs, no action repeat, clipped double Q, observation normalization, float32.
 
@@ -26,7 +26,9 @@ import numpy as np
 import pytest
 
 import purejax_fasttd3 as ft
-from test_purejaxrl_api import install_wrappers
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "upstream" / "purejaxrl"))
+from wrappers_stand_in import install_wrappers  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "upstream" / "purejaxrl" / "fasttd3.py"

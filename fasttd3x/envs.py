@@ -443,6 +443,20 @@ def _gymnax_make(env_name: str):
     return env, params
 
 
+class UnitBoxSpaces:
+    """The gymnax space methods of a back-end whose actions are already in [-1, 1] (Brax and
+    Playground): `obs_dim` and `action_dim` are set by the subclass."""
+
+    def action_bounds(self, params=None):
+        return None  # [-1, 1] as it is
+
+    def action_space(self, params=None):
+        return _box(-1.0, 1.0, self.action_dim)
+
+    def observation_space(self, params=None):
+        return _box(-jnp.inf, jnp.inf, self.obs_dim)
+
+
 class GymnaxBase:
     """A gymnax env stepped through `step_env`: gymnax's own time limit and auto-reset (in
     `step`) are left out, ours wrap it. Observations are flattened float32 vectors."""
@@ -485,46 +499,24 @@ class GymnaxBase:
 # ==================================================================================================
 # Brax
 # ==================================================================================================
-# FastTD3 settings per Brax task: untuned starting points from the reference's MuJoCo defaults
-# (spec §1.2-1.3; CheetahRun's n-step 3 and wider support for long-horizon locomotion), with
-# GAMMA 0.99 and the C51 support sized to each task's discounted return, about r_step / (1 - 0.99)
-# (e.g. inverted_pendulum earns 1 per step: [0, 100]; humanoidstandup ~100 per step).
-_BRAX_LOCOMOTION = {
-    "NUM_ENVS": 1024,
-    "NUM_EVAL_ENVS": 1024,
-    "BATCH_SIZE": 32_768,
-    "TOTAL_TIMESTEPS": 100_000,
-    "NUM_STEPS": 3,
-    "GAMMA": 0.99,
-    "STD_MIN": 0.05,
-    "STD_MAX": 0.8,
-    "POLICY_NOISE": 0.2,
-}
-_BRAX_SMALL = {**_BRAX_LOCOMOTION, "TOTAL_TIMESTEPS": 20_000, "NUM_STEPS": 1}
-BRAX_TASK_DEFAULTS: dict[str, dict] = {
-    "ant": {**_BRAX_LOCOMOTION, "V_MIN": -100.0, "V_MAX": 800.0},
-    "halfcheetah": {
-        **_BRAX_LOCOMOTION,
-        "V_MIN": -200.0,
-        "V_MAX": 1200.0,
-        "STD_MIN": 0.1,
-        "POLICY_NOISE": 0.1,
-    },
-    "hopper": {**_BRAX_LOCOMOTION, "V_MIN": -50.0, "V_MAX": 400.0},
-    "humanoid": {**_BRAX_LOCOMOTION, "V_MIN": -50.0, "V_MAX": 1000.0},
-    "humanoidstandup": {**_BRAX_LOCOMOTION, "V_MIN": 0.0, "V_MAX": 15_000.0},
-    "walker2d": {**_BRAX_LOCOMOTION, "V_MIN": -50.0, "V_MAX": 600.0},
-    "inverted_pendulum": {**_BRAX_SMALL, "TOTAL_TIMESTEPS": 5_000, "V_MIN": 0.0, "V_MAX": 100.0},
-    "inverted_double_pendulum": {**_BRAX_SMALL, "V_MIN": 0.0, "V_MAX": 1000.0},
-    "pusher": {**_BRAX_SMALL, "V_MIN": -200.0, "V_MAX": 0.0},
-    "reacher": {**_BRAX_SMALL, "V_MIN": -100.0, "V_MAX": 0.0},
-}
-BRAX_TASKS = tuple(BRAX_TASK_DEFAULTS)
+# The Brax tasks offered (their FastTD3 settings: configs.BRAX_TASK_DEFAULTS).
+BRAX_TASKS = (
+    "ant",
+    "halfcheetah",
+    "hopper",
+    "humanoid",
+    "humanoidstandup",
+    "walker2d",
+    "inverted_pendulum",
+    "inverted_double_pendulum",
+    "pusher",
+    "reacher",
+)
 
 BRAX_BACKEND = "mjx"  # see BraxBase
 
 
-class BraxBase:
+class BraxBase(UnitBoxSpaces):
     """A raw Brax env (`brax.envs.get_environment`, without Brax's `EpisodeWrapper` and
     `AutoResetWrapper`: the first keeps paying rewards after a termination, the second drops the
     final observation). Brax envs take actions in [-1, 1] and scale them themselves.
@@ -545,15 +537,6 @@ class BraxBase:
         self.obs_dim = int(jax.eval_shape(self.backend.reset, jax.random.PRNGKey(0)).obs.shape[-1])
         self.action_dim = int(self.backend.action_size)
         self.privileged_dim = 0
-
-    def action_bounds(self, params=None):
-        return None  # [-1, 1] as it is
-
-    def action_space(self, params=None):
-        return _box(-1.0, 1.0, self.action_dim)
-
-    def observation_space(self, params=None):
-        return _box(-jnp.inf, jnp.inf, self.obs_dim)
 
     def reset(self, key, params=None):
         state = self.backend.reset(key)
@@ -588,7 +571,7 @@ def _use_local_menagerie() -> None:
     mjx_env.MENAGERIE_PATH = pathlib.Path(path).resolve()
 
 
-class PlaygroundBase:
+class PlaygroundBase(UnitBoxSpaces):
     """A Playground task (`impl` "jax" or "warp") with the actor's observation as `obs` and the
     critic-only tail from `privileged(state)`. Playground tasks take actions in [-1, 1]."""
 
@@ -607,15 +590,6 @@ class PlaygroundBase:
         else:
             self.obs_dim, self.privileged_dim = int(obs_size), 0
         self.action_dim = int(self.backend.action_size)
-
-    def action_bounds(self, params=None):
-        return None  # [-1, 1] as it is
-
-    def action_space(self, params=None):
-        return _box(-1.0, 1.0, self.action_dim)
-
-    def observation_space(self, params=None):
-        return _box(-jnp.inf, jnp.inf, self.obs_dim)
 
     def _actor_obs(self, state):
         return state.obs["state"] if isinstance(state.obs, dict) else state.obs

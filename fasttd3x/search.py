@@ -1,6 +1,6 @@
 """Search over traced settings: quasi-random sampling, population-based training, schedules.
 
-Pure pieces, usable from a notebook as from sweep.py:
+Pure pieces, usable from a notebook as from the sweep:
 
     space = parse_space(["CRITIC_LEARNING_RATE=log:1e-4,1e-2", "TAU=lin:0.005,0.2"])
     points = sample_points(space, 16, seed=0)      # [{KEY: float32 value}], scrambled Halton
@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import checkpoints
 import purejax_fasttd3 as ft
+from fasttd3x import checkpoints, configs, distributed
 
 DISTRIBUTIONS = ("log", "lin", "choice")
 SCHEDULE_FORMAT = "fasttd3x-schedule/1"
@@ -71,14 +71,14 @@ def parse_space(items: list[str], flag: str = "--sample") -> tuple[Dim, ...]:
             raise ValueError(
                 f"{flag} expects KEY=log:LO,HI, KEY=lin:LO,HI or KEY=choice:V1,V2,..., got {item!r}"
             )
-        if key in ft.STATIC_DEFAULTS:
+        if key in configs.STATIC_DEFAULTS:
             raise ValueError(
                 f"{flag} {item}: {key} is a static setting (it changes shapes or loop counts); "
-                f"only traced settings can be searched inside one program: {sorted(ft.HPARAM_DEFAULTS)}"
+                f"only traced settings can be searched inside one program: {sorted(configs.HPARAM_DEFAULTS)}"
             )
-        if key not in ft.HPARAM_DEFAULTS:
+        if key not in configs.HPARAM_DEFAULTS:
             raise ValueError(
-                f"{flag} {item}: unknown traced setting {key}; allowed: {sorted(ft.HPARAM_DEFAULTS)}"
+                f"{flag} {item}: unknown traced setting {key}; allowed: {sorted(configs.HPARAM_DEFAULTS)}"
             )
         if any(dim.key == key for dim in space):
             raise ValueError(f"{flag} {key} is given twice")
@@ -113,11 +113,11 @@ def check_space_corners(space: tuple[Dim, ...], config: dict, flag: str = "--sam
     """Refuses a space some point of which breaks `validate_hparams` with the config's other
     settings (e.g. STD_MIN above STD_MAX). The checks are bounds on one setting or an order of
     two, so checking every corner of the box checks the whole box."""
-    base = {key: config[key] for key in ft.HPARAM_DEFAULTS}
+    base = {key: config[key] for key in configs.HPARAM_DEFAULTS}
     for corner in itertools.product(*[(dim.lo, dim.hi) for dim in space]):
         point = {**base, **{dim.key: value for dim, value in zip(space, corner)}}
         try:
-            ft.validate_hparams(point)
+            configs.validate_hparams(point)
         except ValueError as error:
             ranges = " ".join(dim.describe() for dim in space)
             raise ValueError(
@@ -142,7 +142,7 @@ def sample_points(space: tuple[Dim, ...], n: int, seed: int) -> list[dict[str, f
     draws), reproducible from `seed`; values are float32 as the agents use them."""
     if not space:
         return [{} for _ in range(n)]
-    from scipy.stats import qmc  # here: scipy.stats takes 1.5 s to import, and sweep.py imports us
+    from scipy.stats import qmc  # here: scipy.stats takes 1.5 s to import, and the sweep imports us
 
     unit = qmc.Halton(d=len(space), scramble=True, seed=seed).random(n)
     columns = [
@@ -332,9 +332,9 @@ def schedule_spec(env: str, every: int, settings: list[dict], source: dict) -> d
 
 
 def report_pbt(sweep: dict, combo: dict, folder: pathlib.Path, count: int = 3) -> pathlib.Path:
-    """Prints the `count` best final agents of a PBT combination (`plots.results.load_sweep`'s)
+    """Prints the `count` best final agents of a PBT combination (`results.load_sweep`'s)
     with their lines' settings per generation, and writes the best one's schedule to
-    folder/schedule_best.json (replay it on new seeds with sweep.py --schedule)."""
+    folder/schedule_best.json (replay it on new seeds with fasttd3x-sweep --schedule)."""
     every, arrays = sweep["search"]["pbt"]["every"], combo["arrays"]
     keys = [name[len("pbt_") :] for name in arrays if name.startswith("pbt_") and name not in LINEAGE_FIELDS]
     final = fitness(arrays["metric_eval_return"])
@@ -368,7 +368,7 @@ def load_schedule(path, num_evals: int, flag: str = "--schedule") -> dict:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{flag} {path}: not a schedule file ({type(error).__name__}: {error})") from None
     keys = set(settings[0]) if settings else set()
-    if not settings or any(set(s) != keys for s in settings) or not keys <= set(ft.HPARAM_DEFAULTS):
+    if not settings or any(set(s) != keys for s in settings) or not keys <= set(configs.HPARAM_DEFAULTS):
         raise ValueError(f"{flag} {path}: every entry must set the same traced settings")
     if every < 1 or (len(settings) - 1) * every >= num_evals:
         raise ValueError(
@@ -419,9 +419,11 @@ class Search:
             generation = evals // self.pbt.every
             values = fitness(eval_returns)
             state, record = self._step(
-                state, _replicated(values, self._sharding), generation_key(self.seed, generation)
+                state,
+                distributed.place(values, self._sharding.evals_done),
+                generation_key(self.seed, generation),
             )
-            self.lineage.append(jax.tree.map(np.asarray, _host(record)))
+            self.lineage.append(distributed.to_host(record))
         if self.schedule is not None and evals % self.schedule["every"] == 0:
             g = evals // self.schedule["every"]
             if g < len(self.schedule["settings"]):
@@ -447,23 +449,5 @@ def with_settings(state: ft.Runner, settings: dict[str, float]) -> ft.Runner:
     hparams = dict(state.hparams)
     for key, value in settings.items():
         old = hparams[key]
-        full = np.full(old.shape, value, np.float32)
-        hparams[key] = jax.make_array_from_callback(
-            old.shape, old.sharding, lambda index, full=full: full[index]
-        )
+        hparams[key] = distributed.place(np.full(old.shape, value, np.float32), old.sharding)
     return state._replace(hparams=hparams)
-
-
-def _replicated(values: np.ndarray, state_sharding):
-    """`values` (the same on every process) whole on every device of the state's mesh."""
-    mesh = state_sharding.evals_done.mesh
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
-
-
-def _host(tree):
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        tree = multihost_utils.process_allgather(tree, tiled=True)
-    return tree

@@ -23,8 +23,9 @@ that are ignored.
 A file is written whole or not at all (a killed write leaves only `<name>.tmp`; the directory is
 fsynced after the rename, so the new name survives a power loss too), and is read back whole or
 refused with a `CorruptFileError` that names it: unreadable, of another format, or holding the
-state of another config. sweep.py writes and resumes from checkpoints; policy.py reads one agent
-out of one. This module imports neither, nor the trainer.
+state of another config. The sweep (sweep.py) writes and resumes from checkpoints, with the
+multi-process protocol at the end of this module; policy.py reads one agent out of one. This
+module imports neither, nor the trainer.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import zlib
 
 import jax
 import numpy as np
+
+from fasttd3x import distributed
 
 # /2: the env state is the wrapper stack's own (envs.EnvState), so /1 files hold another tree.
 FORMAT = "fasttd3x-checkpoint/2"
@@ -47,7 +49,6 @@ MANIFEST_FORMAT = "fasttd3x-checkpoint-manifest/1"
 NAME = re.compile(r"checkpoint_(\d+)-(\d+)(?:_eval(\d+)_process(\d+))?\.npz")
 # Test-only fault injection: "K:E" makes process K kill itself (SIGKILL) right after writing its
 # part of the checkpoint at eval E, before the processes agree that every part is written.
-KILL_AFTER_PART = "FASTTD3X_TEST_KILL_AFTER_PART"
 
 
 class CorruptFileError(ValueError):
@@ -152,13 +153,6 @@ def parse_checkpoint_name(path: pathlib.Path) -> tuple[int, int, int] | None:
     None for a file that is not named as a checkpoint."""
     fields = _fields(path)
     return None if fields is None else (fields[0], fields[1], fields[3])
-
-
-def kill_if_asked(process: int, evals: int) -> None:
-    """Test-only fault injection (`KILL_AFTER_PART`): dies here as a lost host would, at once."""
-    if os.environ.get(KILL_AFTER_PART) == f"{process}:{evals}":
-        print(f"{KILL_AFTER_PART}: process {process} killed after its part at eval {evals}", flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_manifest(path: pathlib.Path, evals: int, parts: list[dict]) -> None:
@@ -283,3 +277,99 @@ def check_disk(folder: pathlib.Path, per_call: int, agents: int) -> None:
             f"{(free + existing) / 2**30:.2f} GiB. Free disk space, choose another --out, or lower "
             "the agents per call (--chunk) or the replay size (--set BUFFER_SIZE=...)"
         )
+
+
+# ==================================================================================================
+# THE MULTI-PROCESS PROTOCOL: save a call's checkpoint, agree where to resume it
+# ==================================================================================================
+def agents_name(lo: int, hi: int) -> str:
+    """How messages name the agents of a call."""
+    return f"agents {lo}-{hi - 1}"
+
+
+def agreed_resume_point(folder: pathlib.Path, lo: int, hi: int) -> pathlib.Path | None:
+    """The checkpoint file this process resumes `call` from, or None to start it anew. A single
+    process resumes from its file if there is one. Several resume from the checkpoint process 0's
+    manifest names, once every process has found its part of it whole (bytes and CRC-32 as the
+    manifest says); a missing or damaged part stops every process with the same message. Parts
+    no manifest names (a kill before the manifest was written) are ignored. A checkpoint written
+    by another number of processes is refused (`_written_by_others`)."""
+    manifest, single = manifest_path(folder, lo, hi), checkpoint_path(folder, lo, hi)
+    processes, process = jax.process_count(), jax.process_index()
+    if processes == 1:
+        if manifest.exists():
+            written = read_manifest(manifest)
+            raise _written_by_others(lo, hi, manifest, len(written["parts"]), written["evals_done"])
+        return single if single.exists() else None
+
+    def read() -> list[int]:  # evals, then the bytes and CRC-32 of each process's part
+        if process != 0 or not manifest.exists():
+            if process == 0 and single.exists():
+                raise _written_by_others(lo, hi, single, 1)
+            return [0] * (1 + 2 * processes)
+        written = read_manifest(manifest)
+        if len(written["parts"]) != processes:
+            raise _written_by_others(lo, hi, manifest, len(written["parts"]), written["evals_done"])
+        return [written["evals_done"], *(v for p in written["parts"] for v in (p["bytes"], p["crc32"]))]
+
+    what = f"reading the checkpoint manifest of {agents_name(lo, hi)}"
+    row = distributed.process_0_int64(distributed.agreed(what, read), what)
+    evals = int(row[0])
+    if not evals:
+        return None
+    part = part_path(folder, lo, hi, evals, process)
+
+    def check() -> None:
+        expected = {"bytes": int(row[1 + 2 * process]), "crc32": int(row[2 + 2 * process])}
+        cause = check_part(part, expected)
+        if cause:
+            raise CorruptFileError(cause)
+
+    distributed.agreed(
+        f"resuming {agents_name(lo, hi)} from their checkpoint at eval {evals} ({manifest.name})",
+        check,
+        advice="Every process needs its part of the checkpoint its manifest names: restore the part, "
+        f"or delete the call's checkpoint files ({manifest.stem}*) on every host to train its agents "
+        "from the start, then rerun the same command",
+    )
+    return part
+
+
+def _written_by_others(
+    lo: int, hi: int, path: pathlib.Path, writers: int, evals: int | None = None
+) -> ValueError:
+    """The refusal of a checkpoint (`path`: its manifest, or one process's file) that `writers`
+    processes wrote: each wrote its own rows of the call's state, so only as many resume it."""
+    count = lambda n: "one process" if n == 1 else f"{n} processes"
+    how = "without --distributed" if writers == 1 else f"with --distributed in {writers} processes"
+    at = f" at eval {evals}" if evals else ""
+    return ValueError(
+        f"{agents_name(lo, hi)} have a checkpoint{at} written by {count(writers)} ({path}), and this sweep "
+        f"runs {count(jax.process_count())}: a checkpoint resumes only in as many processes as wrote "
+        f"it. Run the same command {how} to resume it, or delete the call's checkpoint files "
+        f"({path.stem}*) on every host to train its agents from the start"
+    )
+
+
+def save_call_checkpoint(folder: pathlib.Path, lo: int, hi: int, state, metrics: dict, meta: dict) -> None:
+    """The running call's checkpoint at eval `meta["evals_done"]`: one file from a single
+    process. With several, each process writes its part; once all have, process 0 writes the
+    manifest that commits them; then each process deletes its parts of the previous checkpoint
+    (this module's docstring)."""
+    if jax.process_count() == 1:
+        save_checkpoint(checkpoint_path(folder, lo, hi), state, metrics, meta)
+        return
+    evals, process = meta["evals_done"], jax.process_index()
+    names = [part_path(folder, lo, hi, evals, k).name for k in range(jax.process_count())]
+
+    def write_part() -> np.ndarray:
+        part = folder / names[process]
+        save_checkpoint(part, state, metrics, meta)
+        return np.array(checksum(part), np.int64)
+
+    what = f"writing the checkpoint of {agents_name(lo, hi)} at eval {evals}"
+    written = distributed.allgather(distributed.agreed(what, write_part).view(np.int32), what).view(np.int64)
+    parts = [{"name": n, "bytes": int(b), "crc32": int(c)} for n, (b, c) in zip(names, written)]
+    manifest = manifest_path(folder, lo, hi)
+    distributed.agreed(what, lambda: process == 0 and write_manifest(manifest, evals, parts))
+    remove_old_parts(folder, lo, hi, process, keep_evals=evals)

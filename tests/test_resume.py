@@ -20,10 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import checkpoints
-import policy as pol
 import purejax_fasttd3 as ft
-import sweep
+from fasttd3x import checkpoints, progress, results, sweep
+from fasttd3x import policy as pol
 from shared_configs import RESUMABLE, set_flags, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,7 +65,7 @@ def _assert_first_chunk_close(chunked: dict, fused: dict, axis: int = 0):
 def test_single_run_continues_bit_for_bit(loop, monkeypatch):
     """init, 1 eval, the state through the host, then 3 more: exactly what the same programs give
     without stopping; and the run `train` gives in one program, to float32 rounding."""
-    monkeypatch.setattr(ft, "MIN_HEARTBEAT_INTERVAL", 1)  # heartbeats in these short chunks too
+    monkeypatch.setattr(progress, "MIN_HEARTBEAT_INTERVAL", 1)  # heartbeats in these short chunks too
     rng = jax.random.PRNGKey(3)
     run_one, run_three = (jax.jit(functools.partial(loop.run, num_evals=n)) for n in (1, 3))
     REPORTED.clear()
@@ -86,7 +85,7 @@ def test_single_run_continues_bit_for_bit(loop, monkeypatch):
     assert sorted(REPORTED) == [0, 1, 1, 2, 2, 3, 3]  # each continuation reports evals 1-3, not 0-2
     # Heartbeats: 50-iteration chunks report every 10 iterations (5 segments of the minimum 10);
     # chunks 2-4 ran twice (kept and resumed).
-    assert ft.heartbeat_segments(SMALL["EVAL_INTERVAL"]) == 5
+    assert progress.heartbeat_segments(SMALL["EVAL_INTERVAL"]) == 5
     assert sorted(BEATS) == sorted([*range(10, 51, 10), *range(60, 201, 10), *range(60, 201, 10)])
 
     full = jax.jit(ft.make_train(ft.make_config("Pendulum-v1", **SMALL)))(rng)
@@ -299,8 +298,8 @@ def test_leftovers_of_a_kill_are_removed_on_resume(tmp_path, capsys):
     second Ctrl-C during a results write: the resumed sweep removes both, trusting the results."""
     folder = tmp_path / "combo_000"
     folder.mkdir(parents=True)
-    results = {"agent": np.arange(2), **{f"metric_{name}": np.zeros((2, 1)) for name in sweep.METRICS}}
-    checkpoints.write_npz(folder / "agents_000000-000002.npz", results)
+    arrays = {"agent": np.arange(2), **{f"metric_{name}": np.zeros((2, 1)) for name in results.METRICS}}
+    checkpoints.write_npz(folder / "agents_000000-000002.npz", arrays)
     stale = checkpoints.checkpoint_path(folder, 0, 2)
     checkpoints.save_checkpoint(stale, {"leaf": jnp.zeros((2, 3))}, {}, {"evals_done": 3, "run_seconds": 0.0})
     (folder / "agents_000000-000002.npz.tmp").write_bytes(b"half a file")

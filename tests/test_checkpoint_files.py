@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import checkpoints
+from fasttd3x import checkpoints
 from shared_configs import subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_a_state_split_over_devices_is_saved_in_agent_order(tmp_path):
         f"""
         import pathlib
         import jax, numpy as np
-        import checkpoints
+        from fasttd3x import checkpoints
 
         mesh = jax.sharding.Mesh(np.array(jax.devices()[::-1]), ("agents",))
         rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))

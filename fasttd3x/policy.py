@@ -25,9 +25,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-import checkpoints
-import envs
-from purejax_fasttd3 import Normalizer, TrainState, episode_returns, make_networks, make_train_loop, normalize
+from fasttd3x import checkpoints, envs
+from fasttd3x.networks import make_networks
+from fasttd3x.normalizers import Normalizer, normalize
+from purejax_fasttd3 import TrainState, episode_returns, make_train_loop
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "policy"  # the orbax checkpoint inside a saved policy's folder

@@ -1,4 +1,25 @@
-"""Load sweep results written by sweep.py and compute rliable-style statistics.
+"""The results of a sweep: their format (this module is its one owner), writing and reading them,
+rliable-style statistics and the printed summary.
+
+The results format (loads with NumPy alone; `load_sweep` does it for you):
+
+    OUT/sweep.json            the sweep: env, seeds, seed, grid, static values, combos
+    OUT/combo_XXX/config.json the resolved config of static combination XXX
+    OUT/combo_XXX/calls.json  agents per device call (a resumed sweep keeps it)
+    OUT/combo_XXX/agents_AAAAAA-BBBBBB.npz   agents A..B-1 of that combination:
+        agent, grid_index, seed_index          int64 [A]; agent = grid_index * seeds + seed_index
+        hparam_<KEY>                           float32 [A], every traced setting at the end
+        pbt_parent, pbt_fitness, pbt_<KEY>     with --pbt, [A, generations + 1]: the lineage
+                                               (search.lineage_arrays)
+        metric_<NAME>                          [A, num_evals]: env_steps, eval_return,
+                                               train_return, critic_loss, actor_loss, q_mean
+        meta                                   JSON string: device, versions, compile and run
+                                               seconds, agents with non-finite values
+    OUT/summary.csv           final eval return per grid point: mean, IQM, 95% bootstrap CI, worst
+                              seed; with a solved threshold also the fraction of seeds solved
+                              and the env steps and run seconds at which the mean reaches it
+    OUT/plots/*.png           learning curves and the grid plot
+
 
 A results directory (format "fasttd3x-sweep/1") holds `sweep.json` and one `combo_XXX/` folder
 per static combination, each with `config.json` and one .npz file per finished chunk of agents.
@@ -14,7 +35,7 @@ per static combination, each with `config.json` and one .npz file per finished c
      "meta": [{...}, ...]}            # the parsed "meta" JSON of each chunk, in file order
 
 Every *.npz in a combo folder is a chunk, whatever its name (the format names them
-chunk_XXXX.npz, sweep.py agents_AAAAAA-BBBBBB.npz); half-written "*.npz.tmp" files and the
+chunk_XXXX.npz, the sweep agents_AAAAAA-BBBBBB.npz); half-written "*.npz.tmp" files and the
 mid-run state of `--checkpoint-every` (checkpoint_*.npz) are not.
 "arrays" is {} for a combination without finished chunks. Statistics follow rliable
 (Agarwal et al. 2021): the interquartile mean and percentile-bootstrap confidence intervals
@@ -24,26 +45,92 @@ task's threshold (SOLVED_THRESHOLDS, or one given on the command line).
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import numpy as np
 
+from fasttd3x import checkpoints, distributed, search
+from fasttd3x.configs import HPARAM_DEFAULTS, SOLVED_THRESHOLDS
+
 FORMAT = "fasttd3x-sweep/1"
+METRICS = ("env_steps", "eval_return", "train_return", "critic_loss", "actor_loss", "q_mean")
 # Agents with a non-finite value in any of these are counted as diverged and left out of stats.
 FINITE_METRICS = ("eval_return", "critic_loss", "actor_loss", "q_mean")
 # Loss means are 0/0 = NaN in eval chunks that end before the first update (LEARNING_STARTS);
 # such leading NaNs are bookkeeping, not divergence.
 LOSS_METRICS = ("critic_loss", "actor_loss", "q_mean")
-# A seed solves a task when its final eval return is at least the task's threshold.
-# Pendulum-v1: a policy that never swings the pendulum up scores about -1200 to -1500 per
-# episode, one that swings it up and balances it about -150 on average over starts, so -200
-# separates the two. MountainCarContinuous-v0: gym's own reward_threshold, 90 (reaching the
-# flag pays +100 minus the action cost; a car that never gets there ends near 0). Tasks without
-# an entry get no success statistics unless a threshold is given (sweep.py --solved-at).
-SOLVED_THRESHOLDS = {"Pendulum-v1": -200.0, "MountainCarContinuous-v0": 90.0}
+
+
+# -------------------------------------------------------------------------------------- WRITING
+def agents_path(folder: Path, lo: int, hi: int) -> Path:
+    """The results file of agents lo..hi-1 of a combination."""
+    return folder / f"agents_{lo:06d}-{hi:06d}.npz"
+
+
+def agents_arrays(
+    lo: int, hi: int, seeds: int, hparams: dict, metrics: dict, searched: dict, meta: dict, policies=None
+) -> dict[str, np.ndarray]:
+    """The arrays of the results file of agents lo..hi-1 (the format above): `hparams` and
+    `metrics` hold their rows, `searched` any PBT lineage, `policies` the final actors and
+    normalizers if they are kept."""
+    agents = np.arange(lo, hi)
+    arrays = {
+        "agent": agents,
+        "grid_index": agents // seeds,
+        "seed_index": agents % seeds,
+        **{f"hparam_{key}": hparams[key] for key in HPARAM_DEFAULTS},
+        **{f"metric_{name}": metrics[name] for name in METRICS},
+        **searched,
+        "meta": np.array(json.dumps(meta)),
+    }
+    if policies is not None:
+        arrays.update(_flatten(policies, "policy_"))
+    return arrays
+
+
+def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        flat[f"{prefix}{name}"] = leaf
+    return flat
+
+
+def finished_agents(combo_dir: Path) -> set[int]:
+    """Agents whose results file is on disk. An unreadable one stops the sweep: it is neither
+    trusted nor silently recomputed over."""
+    done: set[int] = set()
+    for path in sorted(combo_dir.glob("agents_*.npz")):
+        try:
+            with np.load(path) as data:
+                agents = data["agent"]
+                for name in METRICS:  # reads every array: a damaged member fails its CRC here
+                    data[f"metric_{name}"]
+        except Exception as error:
+            raise checkpoints.CorruptFileError(
+                f"results file {path} is unreadable ({type(error).__name__}: {error}). Sweeps write "
+                "results atomically, so it was damaged afterwards. Delete it to train those agents "
+                "again, or restore it from a copy, then rerun the same command."
+            ) from None
+        done.update(int(a) for a in agents)
+    return done
+
+
+def agreed_finished_agents(folder: Path, total: int) -> set[int]:
+    """The agents of a combination (of `total`) whose results process 0 finds in `folder`."""
+
+    def read() -> np.ndarray:
+        finished = finished_agents(folder) if jax.process_index() == 0 else set()
+        return np.isin(np.arange(total), list(finished)).astype(np.int32)
+
+    what = f"reading the results in {folder}"
+    return set(np.flatnonzero(distributed.process_0_view(distributed.agreed(what, read), what)).tolist())
 
 
 # -------------------------------------------------------------------------------------- LOADING
@@ -99,7 +186,7 @@ def concatenate_chunks(chunks: list[dict]) -> dict:
 
 # ----------------------------------------------------------------------------------- GRID INFO
 def grid_points(grid: dict) -> list[dict]:
-    """Grid points in sweep.py's order (itertools.product over keys and values as listed)."""
+    """Grid points in the sweep's order (itertools.product over keys and values as listed)."""
     keys = list(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
 
@@ -271,3 +358,80 @@ def rank_rows(rows: list[dict]) -> list[dict]:
         return -solved, -np.nan_to_num(row["iqm"], nan=-np.inf)
 
     return sorted(rows, key=key)
+
+
+# -------------------------------------------------------------------------------------- SUMMARY
+def summarize(out: Path, solved_at: float | None = None) -> list[dict]:
+    """Prints and writes (summary.csv) the ranked per-grid-point table of final eval returns.
+
+    Ranked by the fraction of seeds that solve the task, then IQM, so a grid point that loses
+    seeds never reads as the winner. `solved_at` overrides the task's SOLVED_THRESHOLDS entry;
+    without either, the success columns are left out.
+    """
+    sweep = load_sweep(out)
+    threshold = solved_threshold(sweep["env"], solved_at)
+    if threshold is None:
+        print(
+            f"\n{sweep['env']} has no solved threshold (fasttd3x/configs.py SOLVED_THRESHOLDS): success "
+            "columns left out; pass --solved-at RETURN to add them"
+        )
+    else:
+        source = "--solved-at" if solved_at is not None else "SOLVED_THRESHOLDS"
+        print(
+            f"\nsolved: final eval return >= {threshold:g} ({source}); steps and run s to: the first eval "
+            "at which the mean over seeds reaches it"
+        )
+    rows = []
+    points = (sweep.get("search") or {}).get("points")
+    for c, combo in enumerate(sweep["combos"]):
+        table = rank_rows(grid_table(combo, threshold))
+        for row in table if points else []:  # a drawn point's row names its values
+            row["grid"] = {"point": row["grid"]["point"], **points[row["grid"]["point"]]}
+        settings = combo.get("settings") or {}
+        where = (
+            f"combo {c} ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else f"combo {c}"
+        )
+        ranking = "solved fraction, then IQM" if threshold is not None else "IQM"
+        print(f"\n{where}: final eval return over seeds, ranked by {ranking}")
+        header = f"{'grid point':40s} {'seeds':>5s} {'mean':>9s} {'IQM':>9s} {'95% CI':>21s} {'min':>9s}"
+        if threshold is not None:
+            header += f" {'solved':>7s} {'steps to':>10s} {'run s to':>9s}"
+        print(f"{header} {'non-finite':>10s}")
+        for row in table:
+            point = ", ".join(f"{k}={v:g}" for k, v in row["grid"].items()) or "(defaults)"
+            ci = f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
+            line = f"{point:40s} {row['seeds']:5d} {row['mean']:9.1f} {row['iqm']:9.1f} {ci:>21s}"
+            line += f" {row['min']:9.1f}"
+            if threshold is not None:
+                solved = f"{round(row['solved'] * row['seeds'])}/{row['seeds']}" if row["seeds"] else "-"
+                steps, seconds = row["steps_to_threshold"], row["seconds_to_threshold"]
+                line += f" {solved:>7s} {_or_never(steps, 'd'):>10s} {_or_never(seconds, '.1f'):>9s}"
+            print(f"{line} {row['nonfinite']:10d}")
+            stats = {k: v for k, v in row.items() if k not in ("grid", "finals")}
+            rows.append({"combo": c, **settings, **row["grid"], **stats})
+        if (sweep.get("search") or {}).get("pbt") and combo["arrays"]:
+            search.report_pbt(sweep, combo, out / f"combo_{c:03d}")
+    _write_csv(out / "summary.csv", rows)
+    return rows
+
+
+def _or_never(value, spec: str) -> str:
+    """A time to the threshold for the printed table; NaN means the mean never reached it."""
+    return "never" if np.isnan(value) else format(value, spec)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    """Atomic, like the results; NaN (no data, or a threshold never reached) is written as "nan"."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+# jaxlib 0.10.x (the Python 3.11 pin) splits the batch of its CPU LAPACK kernels over XLA's CPU
+# thread pool (one thread per core) and blocks until the pieces are done; 0.11.2 (the Python 3.12
+# pin) runs them in the calling thread. MJX's constraint solver factorizes with those kernels, so
+# every Brax and Playground task calls them, for every env at once.
