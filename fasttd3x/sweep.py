@@ -429,7 +429,8 @@ def run_combination(
             f"{combo.label}: removed {', '.join(removed)} (partial writes, or checkpoints of finished calls)"
         )
     if len(done) == combo.num_agents:
-        whose = f"{_part_name(args.part)}: its {len(mine)} of {combo.num_agents}" if args.part else "all"
+        total = combo.num_agents
+        whose = f"{_part_name(args.part)}: its {len(mine)} of {total}" if args.part else f"all {total}"
         print(f"{combo.label}: {whose} agents already finished, skipped")
         return
     calls = plan_calls(args, combo, done, mine)
