@@ -61,7 +61,7 @@ from fasttd3x.capacity import (
     free_device_memory,
     pending_ranges,
 )
-from fasttd3x.cli import DEFAULT_GRID, DEFAULT_GRID_ENV, DEFAULT_SEEDS, parse_args  # noqa: F401
+from fasttd3x.cli import parse_args
 from fasttd3x.configs import (
     HPARAM_DEFAULTS,
     env_steps_at_evals,
