@@ -26,9 +26,19 @@ _LAZY = {
     "make_train": "purejax_fasttd3",
     "make_train_loop": "purejax_fasttd3",
     "load_sweep": "fasttd3x.results",
+    "load_frame": "fasttd3x.frames",  # pandas: pip install "fasttd3x[pandas]"
+    "load_live_frame": "fasttd3x.frames",
 }
 
-__all__ = ["load_sweep", "make_config", "make_train", "make_train_loop", "__version__"]
+__all__ = [
+    "load_frame",
+    "load_live_frame",
+    "load_sweep",
+    "make_config",
+    "make_train",
+    "make_train_loop",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

@@ -10,13 +10,15 @@ settings (`--set KEY=V1,V2` loops over compilations). Agents run in chunks sized
 device memory and sharded over all local devices. Every finished chunk is written atomically,
 so rerunning the same command resumes where a killed sweep stopped.
 
-The CLI -> plan -> run path reads top to bottom here: `parse_args` (the argument table),
-`plan_sweep` (every combination, validated), `plan_calls` (agents per device call), `run_call`
-(one call, evaluation by evaluation), `run_combination` and `run_sweep`, then `main`. The jobs
-they lean on have their own modules: memory and chunks (capacity.py), compiled programs
-(programs.py), stop requests and the watchdog (interrupts.py), agreement across processes
-(distributed.py), checkpoints (checkpoints.py), the results format and summary (results.py) and
-the figures (figures.py).
+The CLI -> plan -> run path reads top to bottom: `parse_args` (the argument table and its
+checks, in cli.py), `plan_sweep` (every combination, validated), `plan_calls` (agents per device
+call), `run_call` (one call, evaluation by evaluation), `run_combination` and `run_sweep`, then
+`main`. The jobs they lean on have their own modules: memory and chunks (capacity.py), compiled
+programs (programs.py), stop requests and the watchdog (interrupts.py), agreement across
+processes (distributed.py), checkpoints (checkpoints.py), the results format and summary
+(results.py), the figures (figures.py), the live metrics log and its TensorBoard/W&B sinks
+(live.py, sinks.py), parts, merging and the folder lock (cluster.py) and the persistent
+compilation cache (compile_cache.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,19 @@ import jax
 import numpy as np
 
 import purejax_fasttd3 as ft
-from fasttd3x import checkpoints, distributed, envs, provenance, results, search, supervise
+from fasttd3x import (
+    checkpoints,
+    cluster,
+    compile_cache,
+    distributed,
+    envs,
+    live,
+    provenance,
+    results,
+    search,
+    sinks,
+    supervise,
+)
 from fasttd3x.capacity import (
     CpuLayout,
     agreed_call_size,
@@ -47,203 +61,19 @@ from fasttd3x.capacity import (
     free_device_memory,
     pending_ranges,
 )
+from fasttd3x.cli import parse_args
 from fasttd3x.configs import (
     HPARAM_DEFAULTS,
-    SOLVED_THRESHOLDS,
     env_steps_at_evals,
     make_config,
     parse_grid,
     parse_set,
     validate_hparams,
 )
-from fasttd3x.distributed import HEARTBEAT_TIMEOUT_S, VERDICT_MARGIN_S, ProcessLost, agreed
+from fasttd3x.distributed import VERDICT_MARGIN_S, ProcessLost, agreed
 from fasttd3x.interrupts import STOP, WATCHDOG, Interrupted
 from fasttd3x.programs import CallPrograms
 from fasttd3x.progress import ProgressPrinter
-
-# The default job: 16 seeds at each of the two PRE_TANH_PENALTY values that solved at least 62 of
-# 64 tuning seeds (bench/results/tuning_pendulum). The grid was tuned on Pendulum-v1 only, so it is
-# the default there alone; any other task runs its config's settings unless --grid says otherwise.
-DEFAULT_SEEDS = 16
-DEFAULT_GRID_ENV = "Pendulum-v1"
-DEFAULT_GRID = ["PRE_TANH_PENALTY=1e-3,1e-2"]
-
-
-# ==================================================================================================
-# COMMAND LINE
-# ==================================================================================================
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Train many FastTD3 agents at once: seeds x a grid of traced settings, "
-        "looping over static settings. Rerun the same command to resume.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--env", default="Pendulum-v1", help="task: gymnax or MuJoCo Playground name")
-    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per grid point")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="master PRNG seed; seed i uses split(PRNGKey(seed), seeds)[i]"
-    )
-    parser.add_argument(
-        "--grid",
-        action="append",
-        metavar="KEY=V1,V2,...",
-        help="traced setting to sweep inside one program (repeatable; the grid is the cartesian "
-        f"product). Keys: {', '.join(HPARAM_DEFAULTS)}. Default for {DEFAULT_GRID_ENV}, where it was "
-        f"tuned, when no --grid/--set is given: {' '.join(DEFAULT_GRID)}; other tasks: no grid",
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=V[,V2,...]",
-        help="config override (repeatable). Several values of a static key loop over "
-        "compilations; a traced key takes one value here (sweep it with --grid)",
-    )
-    parser.add_argument(
-        "--sample",
-        action="append",
-        default=[],
-        metavar="KEY=DIST:ARGS",
-        help="traced setting to search (repeatable): KEY=log:LO,HI, KEY=lin:LO,HI or KEY=choice:V1,V2,...; "
-        "--samples points are drawn quasi-randomly (scrambled Halton, from --seed), each crossed with "
-        "--seeds and any --grid, in one program",
-    )
-    parser.add_argument("--samples", type=int, default=None, metavar="N", help="points drawn from --sample")
-    parser.add_argument(
-        "--pbt",
-        action="store_true",
-        help="population-based training over the --sample space: the --samples x --seeds agents start "
-        "at the sampled points; every --pbt-every evaluations the worst --pbt-fraction take the complete "
-        "state of one of the best and perturb or resample their settings",
-    )
-    parser.add_argument(
-        "--pbt-every", type=int, default=1, metavar="E", help="evaluations per PBT generation"
-    )
-    parser.add_argument(
-        "--pbt-fraction",
-        type=float,
-        default=0.25,
-        metavar="Q",
-        help="share of the population replaced, and parents",
-    )
-    parser.add_argument(
-        "--pbt-factors",
-        default="0.8,1.2",
-        metavar="DOWN,UP",
-        help="PBT perturbation factors, one drawn per setting",
-    )
-    parser.add_argument(
-        "--pbt-resample",
-        type=float,
-        default=0.25,
-        metavar="P",
-        help="probability that PBT draws a setting anew from its range instead of perturbing it",
-    )
-    parser.add_argument(
-        "--pbt-keep-experience",
-        action="store_true",
-        help="PBT: a replaced agent keeps its own replay buffer and envs and takes only its parent's "
-        "learner (networks, optimizers, target critic, normalizers); default: it takes everything",
-    )
-    parser.add_argument(
-        "--schedule",
-        metavar="FILE",
-        help="replay a schedule of settings (a PBT sweep's OUT/combo_XXX/schedule_best.json): plain agents "
-        "whose settings change between evaluations as the file says",
-    )
-    parser.add_argument("--out", default=None, help="results folder (default: results/<env>)")
-    parser.add_argument(
-        "--chunk", type=int, default=None, help="agents per device call (default: from free memory)"
-    )
-    parser.add_argument(
-        "--save-policies", action="store_true", help="also store every agent's final actor and normalizer"
-    )
-    parser.add_argument(
-        "--solved-at",
-        type=float,
-        default=None,
-        metavar="RETURN",
-        help="final eval return at or above which a seed counts as solved, for the success columns "
-        f"of the summary and the plots (default: the task's entry in {SOLVED_THRESHOLDS})",
-    )
-    parser.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=None,
-        metavar="EVALS",
-        help="save each running call's complete state (replay buffers, env states, RNG) every EVALS "
-        "evaluations, so a killed sweep rerun with the same command loses at most EVALS evals of "
-        "work (default: no checkpoints; a killed call restarts from its beginning)",
-    )
-    parser.add_argument("--no-plots", action="store_true", help="skip drawing the plots at the end")
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress lines (per evaluation and inside long ones)"
-    )
-    parser.add_argument(
-        "--watchdog",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="report (without stopping) when the sweep shows no progress for this long: what it "
-        "waits on and where; 0 turns it off",
-    )
-    parser.add_argument(
-        "--distributed",
-        action="store_true",
-        help="one of several processes running this same command (many GPUs or hosts): joins them "
-        "with jax.distributed.initialize(), which reads the three settings below from the cluster "
-        "(SLURM, Open MPI, ...) unless they are given; process 0 writes the results",
-    )
-    parser.add_argument("--coordinator", metavar="HOST:PORT", help="--distributed: process 0's address")
-    parser.add_argument("--num-processes", type=int, metavar="N", help="--distributed: processes in all")
-    parser.add_argument("--process-id", type=int, metavar="I", help="--distributed: this one, 0..N-1")
-    parser.add_argument(
-        "--heartbeat-timeout",
-        type=int,
-        default=HEARTBEAT_TIMEOUT_S,
-        metavar="SECONDS",
-        help="--distributed: a process silent this long counts as lost, and every other one stops "
-        f"(default {HEARTBEAT_TIMEOUT_S})",
-    )
-    args = parser.parse_args(argv)
-    if not args.distributed and (args.coordinator, args.num_processes, args.process_id) != (None,) * 3:
-        parser.error("--coordinator, --num-processes and --process-id go with --distributed")
-    if args.heartbeat_timeout < 1:
-        parser.error(f"--heartbeat-timeout must be at least 1 second, got {args.heartbeat_timeout}")
-    if args.num_processes is not None and args.num_processes < 1:
-        parser.error(f"--num-processes must be at least 1, got {args.num_processes}")
-    if args.process_id is not None and not 0 <= args.process_id < (args.num_processes or 2**31):
-        parser.error(f"--process-id must be in 0..{(args.num_processes or 2**31) - 1}, got {args.process_id}")
-    if args.seeds < 1:
-        parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        parser.error(f"--checkpoint-every must be at least 1 evaluation, got {args.checkpoint_every}")
-    if args.chunk is not None and args.chunk < 1:
-        parser.error(f"--chunk must be at least 1, got {args.chunk}")
-    if not np.isfinite(args.watchdog) or args.watchdog < 0:
-        parser.error(f"--watchdog must be a number of seconds >= 0 (0: off), got {args.watchdog}")
-    if args.solved_at is not None and not np.isfinite(args.solved_at):
-        parser.error(f"--solved-at must be a finite return, got {args.solved_at}")
-    if bool(args.sample) != (args.samples is not None):
-        parser.error("--sample and --samples go together: the space and how many points to draw from it")
-    if args.samples is not None and args.samples < 1:
-        parser.error(f"--samples must be at least 1, got {args.samples}")
-    if args.pbt and not args.sample:
-        parser.error("--pbt needs a search space: give the settings to explore with --sample and --samples")
-    if args.schedule and (args.pbt or args.sample):
-        parser.error(
-            f"--schedule {args.schedule} replays fixed settings; it does not combine with --pbt or --sample"
-        )
-    try:
-        args.pbt_factors = tuple(float(f) for f in args.pbt_factors.split(","))
-    except ValueError:
-        parser.error(f"--pbt-factors expects DOWN,UP, got {args.pbt_factors!r}")
-    if len(args.pbt_factors) != 2:
-        parser.error(f"--pbt-factors expects DOWN,UP, got {args.pbt_factors}")
-    if args.grid is None:
-        searched = args.set or args.sample or args.schedule
-        args.grid = list(DEFAULT_GRID) if args.env == DEFAULT_GRID_ENV and not searched else []
-    return args
 
 
 # ==================================================================================================
@@ -377,10 +207,11 @@ class Call(NamedTuple):
         return checkpoints.agents_name(self.lo, self.hi)
 
 
-def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int]) -> list[Call]:
+def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int], mine: range) -> list[Call]:
     """The calls that train a combination's unfinished agents: as many agents per call as fit in
     the least free memory of any process, or as asked for (`agreed_call_size`), over every device
-    of every process. Records the call size in calls.json and prints the plan."""
+    of every process. Records the call size in calls.json and prints the plan. `mine`: the agents
+    this part trains (--part; every agent otherwise), `done` holds the other parts' agents."""
     devices, total = jax.devices(), combo.num_agents
     memory = bytes_per_agent(combo.config, envs.make_env(combo.config))
     per_agent = sum(memory.values())
@@ -402,7 +233,13 @@ def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int]) -> 
         f"{combo.label}: about {per_agent / 2**20:.1f} MiB per agent ({parts} MiB); "
         f"{free / 2**30:.1f} GiB free -> {chunk} agents per call"
     )
-    if done:
+    finished = len(done.intersection(mine))
+    if args.part:
+        print(
+            f"{combo.label}: {_part_name(args.part)}: agents {mine.start}-{mine.stop - 1} of {total}"
+            + (f", resuming: {finished} of them already finished" if finished else "")
+        )
+    elif done:
         print(f"{combo.label}: resuming, {len(done)} of {total} agents already finished")
     warning = cpu_size_warning(combo.config, devices[0].platform)
     if warning:
@@ -494,6 +331,8 @@ def run_call(
         history.append(distributed.to_host(metrics))
         evals += 1
         run_s = run_before + time.perf_counter() - t0
+        if LIVE is not None:  # one flushed line per agent in OUT/live.jsonl, and the sinks
+            LIVE.evaluation(combo.index, combo.config, call.lo, call.hi, evals, history[-1], run_s)
         if evals == num_evals:
             break
         returns = np.concatenate([h["eval_return"] for h in history], axis=1)
@@ -579,6 +418,8 @@ def run_combination(
 
     agreed(f"writing {combo.folder / 'config.json'}", write_config)
     done = results.agreed_finished_agents(combo.folder, combo.num_agents)
+    mine = _agents_of_this_part(args, combo)
+    done |= set(range(combo.num_agents)) - set(mine)  # the other parts' agents count as done here
     # What a kill left: partial writes, and checkpoints of calls whose results were written.
     finished = lambda lo, hi: done.issuperset(range(lo, hi))  # noqa: E731
     removed = checkpoints.remove_partial_writes(combo.folder, process)
@@ -588,9 +429,11 @@ def run_combination(
             f"{combo.label}: removed {', '.join(removed)} (partial writes, or checkpoints of finished calls)"
         )
     if len(done) == combo.num_agents:
-        print(f"{combo.label}: all {combo.num_agents} agents already finished, skipped")
+        total = combo.num_agents
+        whose = f"{_part_name(args.part)}: its {len(mine)} of {total}" if args.part else f"all {total}"
+        print(f"{combo.label}: {whose} agents already finished, skipped")
         return
-    calls = plan_calls(args, combo, done)
+    calls = plan_calls(args, combo, done, mine)
     programs, resumes = compile_calls(args, combo, mesh, calls)
     for k, (call, resume_from) in enumerate(zip(calls, resumes)):
         outcome = run_call(args, combo, programs, call, resume_from)
@@ -608,6 +451,18 @@ def run_combination(
             raise Interrupted(f"stopped after {call.name} of combination {combo.index + 1}")
 
 
+def _agents_of_this_part(args: argparse.Namespace, combo: Combination) -> range:
+    """The agents a --part trains (whole calls of --chunk agents), every agent without --part."""
+    if not args.part:
+        return range(combo.num_agents)
+    call_size = choose_chunk(1, 1, len(jax.devices()), combo.num_agents, args.chunk)
+    return cluster.part_agents(args.part, combo.num_agents, call_size)
+
+
+def _part_name(part: cluster.Part) -> str:
+    return f"part {part.index}/{part.count}"
+
+
 def run_sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None = None) -> pathlib.Path:
     """The sweep `args` describe; `cpu_layout` is the host device count main chose (reported on CPU)."""
     distributed.init_distributed(args)
@@ -615,8 +470,29 @@ def run_sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None = None) -> 
         supervise.report(jax.process_index(), jax.process_count(), distributed.agreed_hosts())
     # Heartbeats come from the first device, which process 0 holds: only it watches.
     watch = jax.process_index() == 0 and args.watchdog
-    with WATCHDOG.watching(args.watchdog) if watch else contextlib.nullcontext():
+    # Process 0 holds an advisory lock on the results folder while the sweep runs: a second sweep
+    # into it stops at once, naming the holder.
+    out = pathlib.Path(args.out or f"results/{args.env}")
+    lock = cluster.FolderLock(out) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock, WATCHDOG.watching(args.watchdog) if watch else contextlib.nullcontext():
         return _sweep(args, cpu_layout)
+
+
+LIVE: live.SweepLog | None = None  # the running sweep's live metrics log, on process 0
+
+
+def open_live_log(args: argparse.Namespace, sweep: Sweep) -> None:
+    """Starts (or, resuming, continues) OUT/live.jsonl on process 0 (live.py), with the
+    TensorBoard and W&B sinks asked for (sinks.py)."""
+    global LIVE
+    if LIVE is not None:
+        LIVE.close()  # an earlier sweep of this process (tests, notebooks)
+    LIVE = None
+    if jax.process_index() == 0:
+        LIVE = live.SweepLog(sweep.out, seeds=args.seeds, points=sweep.points, combos=sweep.spec["combos"])
+        LIVE.log.sinks += sinks.make_sinks(
+            sweep.out, sweep.spec, LIVE.log.existing, args.tensorboard, args.wandb, args.log_agents
+        )
 
 
 def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Path:
@@ -629,6 +505,9 @@ def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Pa
             checkpoints.write_json(sweep.out / "sweep.json", sweep.spec)
 
     agreed(f"writing {sweep.out / 'sweep.json'}", write_spec)
+    open_live_log(args, sweep)
+    if args.part and jax.process_index() == 0:  # a part's folder says which part it holds
+        cluster.write_part_file(sweep.out, args.part, args.chunk)
     devices = jax.devices()
     mesh = jax.sharding.Mesh(np.array(devices), ("agents",))
     num_combos = len(sweep.combinations)
@@ -655,10 +534,45 @@ def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Pa
     return sweep.out
 
 
+def merge_parts(args: argparse.Namespace) -> str | None:
+    """`--merge-parts OUT`: the parts in OUT/parts merged into OUT (cluster.merge_parts), then the
+    summary and plots, as at the end of a sweep. Returns the error, if any."""
+    out = pathlib.Path(args.merge_parts)
+    try:
+        with cluster.FolderLock(out):
+            written = cluster.merge_parts(out)
+    except ValueError as error:
+        return f"sweep.py: error: {error}"
+    parts = len(list((out / cluster.PARTS_FOLDER).iterdir()))
+    print(f"merged {parts} parts into {out} ({len(written)} files)")
+    results.summarize(out, args.solved_at)
+    _draw_figures(out, args)
+    return None
+
+
+def _draw_figures(out: pathlib.Path, args: argparse.Namespace) -> None:
+    if not args.no_plots:
+        from fasttd3x.figures import draw_all  # matplotlib: imported only to draw
+
+        for png in draw_all(out, args.solved_at):
+            print(f"wrote {png}")
+
+
 def main(argv=None) -> None:
     """The command line (argv None; with --distributed under a supervisor, see supervise.py), or
     the sweep `argv` describes, in this process."""
     args = parse_args(argv)
+    if args.merge_parts:  # merges the parts of a sweep and summarizes; trains nothing
+        failed = merge_parts(args)
+        if failed:
+            sys.exit(failed)
+        return
+    try:  # processes a launcher started without joining them are refused; the compile cache
+        cluster.refuse_unjoined_processes(args.distributed or args.part is not None)
+        if not args.no_compile_cache:
+            compile_cache.enable(args.compile_cache)
+    except ValueError as error:
+        sys.exit(f"sweep.py: error: {error}")
     command = shlex.join(["python", *sys.argv])
     if args.distributed and argv is None and not supervise.is_child():
         sys.exit(supervise.supervise(command, args.process_id, args.num_processes))
@@ -680,12 +594,10 @@ def main(argv=None) -> None:
         sys.exit(143 if STOP.signal_name == "SIGTERM" else 130)
     if jax.process_index() != 0:
         return  # process 0 writes the summary and the plots
-    results.summarize(out, args.solved_at)
-    if not args.no_plots:
-        from fasttd3x.figures import draw_all  # matplotlib: imported only to draw
-
-        for png in draw_all(out, args.solved_at):
-            print(f"wrote {png}")
+    rows = results.summarize(out, args.solved_at)
+    if LIVE is not None:  # the summary goes to the live sinks, which close
+        LIVE.close(rows)
+    _draw_figures(out, args)
 
 
 if __name__ == "__main__":

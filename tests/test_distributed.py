@@ -34,6 +34,8 @@ WRITTEN = {
     "combo_000/calls.json",
     "combo_000/agents_000000-000004.npz",
     "combo_000/agents_000004-000008.npz",
+    "live.jsonl",  # the live metrics log, and the folder lock (process 0's)
+    ".sweep.lock",
 }
 TIMEOUT_S = 900  # compilation alone takes minutes on two busy CPU cores
 

@@ -35,6 +35,7 @@ def test_wheel_installs_only_the_package_and_the_algorithm_file(wheel):
     assert top == {"fasttd3x", "purejax_fasttd3.py"}, top
     modules = {pathlib.PurePath(n).stem for n in wheel.namelist() if n.startswith("fasttd3x/")}
     assert {"sweep", "configs", "envs", "networks", "replay", "results", "figures"} <= modules
+    assert {"cli", "live", "sinks", "frames", "cluster", "compile_cache", "config_file"} <= modules
 
 
 def test_wheel_metadata_declares_dependencies_license_and_command(wheel):
@@ -46,6 +47,11 @@ def test_wheel_metadata_declares_dependencies_license_and_command(wheel):
         assert name in plain and ">=" in plain[name], (name, requires)
     assert any(r.startswith("jax[cuda12]") and 'extra == "cuda12"' in r for r in requires), requires
     assert "cuda12" in meta.get_all("Provides-Extra")
+    for extra, packages in (("pandas", ["pandas"]), ("tensorboard", ["tensorboardX", "tensorboard"]),
+                            ("wandb", ["wandb"])):  # fmt: skip
+        assert extra in meta.get_all("Provides-Extra"), extra
+        for name in packages:  # a lower bound, under the extra's marker
+            assert any(r.startswith(f"{name}>=") and f'extra == "{extra}"' in r for r in requires), name
     assert "Apache-2.0" in (meta.get("License-Expression") or meta.get("License") or ""), meta.items()
     assert any(n.endswith("LICENSE") for n in wheel.namelist())
     entry_points = _dist_info(wheel, "entry_points.txt")
@@ -55,6 +61,7 @@ def test_wheel_metadata_declares_dependencies_license_and_command(wheel):
 def test_public_api_imports_in_a_fresh_interpreter():
     code = (
         "from fasttd3x import make_config, make_train, make_train_loop, load_sweep, __version__\n"
+        "from fasttd3x import load_frame, load_live_frame\n"
         "import purejax_fasttd3\n"
         "assert make_train is purejax_fasttd3.make_train\n"
         "train = make_train(make_config('Pendulum-v1', NUM_ENVS=2, BATCH_SIZE=4))\n"
