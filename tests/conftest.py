@@ -47,7 +47,8 @@ MODULE_SECONDS = {
     "test_train": 219, "test_distributed": 167, "test_resume": 111, "test_notebook": 102,
     "test_upstream": 90, "test_stop": 76, "test_sweep": 58, "test_search": 54, "test_brax": 52,
     "test_gpu_proof": 50, "test_envs": 33, "test_policy": 33, "test_reference_options": 31,
-    "test_lockstep": 65,  # measured alone (-n 0) on the shared 2-core CPU, not in a CI run
+    # measured alone (-n 0) on a busy 2-core CPU, not in a CI run:
+    "test_lockstep": 65, "test_live": 150, "test_package": 20,
 }  # fmt: skip
 
 
