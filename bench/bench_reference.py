@@ -38,7 +38,7 @@ ours use the run's own key) and after its iteration count (iteration index 0 fir
 evaluation: evaluations after the same g + 1 iterations as the reference's). Its runs go to their
 own entry, "<task> (reference evaluation)"; the reference side is the same runs.
 
-`--equivalence` (with --learn) runs the pre-registered equivalence study of issue #36
+`--equivalence` (with --learn) runs the pre-registered equivalence study of parity
 (`EQUIVALENCE_PROTOCOL`, recorded in the task's own entry "<task> (equivalence)" before its first
 run): per seed the mean evaluation return over all evaluations, two one-sided Welch tests
 against a margin of 20% of the reference's mean (`tost_welch`, reported with the 90% CI), at
@@ -162,7 +162,7 @@ def permutation_test(a, b, reps: int = 20_000, seed: int = 0) -> dict:
     return {"p": (count + 1) / (reps + 1), "method": "monte_carlo", "splits": reps}
 
 
-# The pre-registered equivalence study of issue #36, written before any of its runs: `--learn
+# The pre-registered equivalence study of parity with the reference, written before any of its runs: `--learn
 # --equivalence` records it in the task's entry when the entry is created, then runs.
 EQUIVALENCE_PROTOCOL = {
     "primary_measure": "each seed's mean evaluation return over all of its evaluations "
