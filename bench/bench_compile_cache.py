@@ -8,11 +8,16 @@ each time after deleting the results file so the call trains again (what a kille
     no cache --no-compile-cache (what every resume paid before)
     cached   the same cache folder (what a resume pays now)
 
-and reads the sweep's own "compiled in X s" line, plus each process's wall time. Measure on an
-idle machine: compile time is CPU-bound, and other work on the cores only adds to it.
+and reads the sweep's own "compiled in X s" line (tracing, lowering and compiling or loading),
+plus each process's wall time. Measure on an idle machine: compile time is CPU-bound, and other
+work on the cores only adds to it.
 
-    python bench/bench_compile_cache.py                        # Pendulum-v1 and CheetahRun
-    python bench/bench_compile_cache.py --env Pendulum-v1 --smoke --results /tmp/x   # seconds
+JAX's cache never stores a program with host callbacks. A third case shows what that costs:
+Pendulum-v1 with evaluation intervals of 1,000 iterations, whose training program reports
+heartbeats from inside (a callback), against the same sweep with --no-heartbeats.
+
+    python bench/bench_compile_cache.py                        # every case
+    python bench/bench_compile_cache.py --case Pendulum-v1 --smoke --results /tmp/x   # seconds
 
 Writes bench/results/compile_cache_<device>.json.
 """
@@ -31,15 +36,18 @@ import time
 from common import ROOT, environment, write
 
 # CPU sizes: what compiles is the program, whose size does not depend on these; the run is short.
-SIZES = {
-    "Pendulum-v1": {"NUM_ENVS": 16, "BATCH_SIZE": 256, "TOTAL_TIMESTEPS": 40, "EVAL_INTERVAL": 20},
-    "CheetahRun": {
-        "NUM_ENVS": 16,
-        "BATCH_SIZE": 256,
-        "NUM_EVAL_ENVS": 4,
-        "TOTAL_TIMESTEPS": 20,
-        "EVAL_INTERVAL": 10,
-    },
+PENDULUM = {"NUM_ENVS": 16, "BATCH_SIZE": 256, "TOTAL_TIMESTEPS": 40, "EVAL_INTERVAL": 20}
+CHEETAH = {**PENDULUM, "NUM_EVAL_ENVS": 4, "TOTAL_TIMESTEPS": 20, "EVAL_INTERVAL": 10}
+LONG_INTERVALS = {**PENDULUM, "NUM_ENVS": 4, "TOTAL_TIMESTEPS": 1000, "EVAL_INTERVAL": 1000}
+CASES = {  # name: (task, sizes, extra sweep flags)
+    "Pendulum-v1": ("Pendulum-v1", PENDULUM, []),
+    "CheetahRun": ("CheetahRun", CHEETAH, []),
+    "Pendulum-v1, 1,000-iteration intervals, heartbeats": ("Pendulum-v1", LONG_INTERVALS, []),
+    "Pendulum-v1, 1,000-iteration intervals, --no-heartbeats": (
+        "Pendulum-v1",
+        LONG_INTERVALS,
+        ["--no-heartbeats"],
+    ),
 }
 # --smoke: smaller networks still, to check the script end to end in seconds (not a result).
 SMOKE = {"CRITIC_HIDDEN_DIM": 16, "ACTOR_HIDDEN_DIM": 8, "NUM_ATOMS": 11, "NUM_ENVS": 4, "BATCH_SIZE": 32}
@@ -62,20 +70,21 @@ def run_sweep(env: str, sizes: dict, out: pathlib.Path, cache: list[str]) -> dic
     return {"compile_seconds": float(COMPILED.search(proc.stdout).group(1)), "process_seconds": wall}
 
 
-def measure(env: str, sizes: dict, work: pathlib.Path) -> dict:
-    cache = work / f"cache_{env}"
-    out = work / f"sweep_{env}"
-    row = {"env": env, "sizes": sizes}
-    row["first"] = run_sweep(env, sizes, out, ["--compile-cache", str(cache)])
-    row["no_cache"] = run_sweep(env, sizes, out, ["--no-compile-cache"])
-    row["cached"] = run_sweep(env, sizes, out, ["--compile-cache", str(cache)])
+def measure(case: str, env: str, sizes: dict, flags: list[str], work: pathlib.Path) -> dict:
+    folder = work / f"case_{len(list(work.iterdir()))}"
+    cache, out = folder / "cache", folder / "sweep"
+    row = {"case": case, "env": env, "sizes": sizes, "flags": flags}
+    row["first"] = run_sweep(env, sizes, out, ["--compile-cache", str(cache), *flags])
+    row["no_cache"] = run_sweep(env, sizes, out, ["--no-compile-cache", *flags])
+    row["cached"] = run_sweep(env, sizes, out, ["--compile-cache", str(cache), *flags])
+    row["cached_programs"] = sorted(f.name.split("-")[0] for f in cache.iterdir())
     row["cache_bytes"] = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
     row["speedup"] = row["no_cache"]["compile_seconds"] / max(row["cached"]["compile_seconds"], 1e-9)
     print(
-        f"{env}: resume compile {row['no_cache']['compile_seconds']:.1f} s without the cache, "
+        f"{case}: resume compile {row['no_cache']['compile_seconds']:.1f} s without the cache, "
         f"{row['cached']['compile_seconds']:.1f} s with it ({row['speedup']:.1f}x); process "
         f"{row['no_cache']['process_seconds']:.0f} s -> {row['cached']['process_seconds']:.0f} s; "
-        f"cache {row['cache_bytes'] / 2**20:.1f} MiB",
+        f"cache {row['cache_bytes'] / 2**20:.1f} MiB holding {row['cached_programs']}",
         flush=True,
     )
     return row
@@ -83,15 +92,16 @@ def measure(env: str, sizes: dict, work: pathlib.Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", nargs="+", default=list(SIZES))
+    parser.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--smoke", action="store_true", help="tiny networks: checks the script, no result")
     parser.add_argument("--results", type=pathlib.Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="fasttd3x-bench-cache-") as work:
-        for env in args.env:
-            sizes = {**SIZES.get(env, SIZES["Pendulum-v1"]), **(SMOKE if args.smoke else {})}
-            rows.append(measure(env, sizes, pathlib.Path(work)))
+        for case in args.case:
+            env, sizes, flags = CASES[case]
+            sizes = {**sizes, **(SMOKE if args.smoke else {})}
+            rows.append(measure(case, env, sizes, flags, pathlib.Path(work)))
     import jax
 
     device = "cpu" if jax.devices()[0].platform == "cpu" else jax.devices()[0].device_kind.replace(" ", "_")

@@ -17,6 +17,10 @@ seeds whose final eval return reaches it, and the mean and worst final return.
 them (16 envs, 2 updates per iteration, our batch, learning rate, discount, target rate, replay
 size, warm-up and noise; `rejax_at_our_settings`), with its own networks and losses, and writes
 peer_pendulum_our_settings_<device>.json: the peer at our settings beside the peer at its own.
+`--rejax-settings own16` keeps rejax's tuned configs but steps our NUM_ENVS (16) envs per
+iteration, with its updates per iteration scaled by 16 so each config keeps its own updates per env
+step (the worker's --num-envs): the parallelism held equal, everything else rejax's. It writes
+peer_pendulum_own16_<device>.json.
 
 rejax runs in its own throwaway virtualenv (built on first use, reused afterwards):
 `python -m venv`, `pip install rejax==0.1.3 six`, `pip install gymnax==0.0.9` (gymnax >= 1.0
@@ -24,10 +28,10 @@ returns six values from `step`, which rejax 0.1.3 cannot unpack). `bench/peer_re
 runs there as a subprocess. Each side runs alone, one after the other.
 
     python bench/bench_peer.py [--seeds 16] [--master-seeds 1,2] [--threshold -200]
-                               [--rejax-settings own|ours]
+                               [--rejax-settings own|own16|ours]
                                [--rejax-venv ~/.cache/fasttd3x/rejax-venv] [--smoke]
 
-Writes bench/results/peer_pendulum[_our_settings]_<device>.json (--smoke: a temporary folder).
+Writes bench/results/peer_pendulum[_our_settings|_own16]_<device>.json (--smoke: a temporary folder).
 """
 
 from __future__ import annotations
@@ -139,10 +143,16 @@ def ensure_rejax_venv(venv: pathlib.Path) -> pathlib.Path:
 
 
 def run_rejax(
-    python: pathlib.Path, master_seeds: list[int], seeds: int, budget: dict, overrides: dict
+    python: pathlib.Path,
+    master_seeds: list[int],
+    seeds: int,
+    budget: dict,
+    overrides: dict,
+    num_envs: int | None = None,
 ) -> dict:
     """Runs the worker in the rejax venv with `budget` (total_timesteps, eval_freq and
-    eval_episodes) and per-algorithm config `overrides`, and returns its JSON."""
+    eval_episodes), per-algorithm config `overrides` and `num_envs` (the worker's --num-envs),
+    and returns its JSON."""
     with tempfile.TemporaryDirectory(prefix="rejax_peer_") as tmp:
         out = pathlib.Path(tmp) / "rejax.json"
         command = [
@@ -155,6 +165,8 @@ def run_rejax(
             command += [f"--{key.replace('_', '-')}", str(value)]
         if overrides:
             command += ["--overrides", json.dumps(overrides)]
+        if num_envs is not None:
+            command += ["--num-envs", str(num_envs)]
         print(f"$ {shlex.join(command)}", flush=True)
         # -I: isolated mode, so neither PYTHONPATH nor the worker's folder (bench/, with our
         # modules) is on its sys.path.
@@ -308,10 +320,11 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=-200.0)
     parser.add_argument(
         "--rejax-settings",
-        choices=("own", "ours"),
+        choices=("own", "own16", "ours"),
         default="own",
-        help="rejax's tuned Pendulum configs, or those moved to our loop's settings "
-        "(rejax_at_our_settings); the second writes peer_pendulum_our_settings_<device>.json",
+        help="rejax's tuned Pendulum configs; those at our NUM_ENVS with their own updates per env "
+        "step (own16, writes peer_pendulum_own16_<device>.json); or those moved to our loop's "
+        "settings (rejax_at_our_settings; writes peer_pendulum_our_settings_<device>.json)",
     )
     parser.add_argument("--rejax-venv", default=DEFAULT_VENV, help="throwaway virtualenv for rejax 0.1.3")
     parser.add_argument(
@@ -338,7 +351,8 @@ def main() -> None:
     # One side at a time: ours, then rejax TD3 and SAC (in one worker process).
     sides = {"ours": run_ours(master_seeds, seeds, ours_overrides)}
     overrides = rejax_at_our_settings(config) if args.rejax_settings == "ours" else {}
-    rejax_out = run_rejax(python, master_seeds, seeds, budget, overrides)
+    num_envs = config["NUM_ENVS"] if args.rejax_settings == "own16" else None
+    rejax_out = run_rejax(python, master_seeds, seeds, budget, overrides, num_envs)
     for name in ("td3", "sac"):
         sides[f"rejax_{name}"] = rejax_out["algos"][name]
         if sides[f"rejax_{name}"]["env_steps"] != sides["ours"]["env_steps"]:
@@ -368,12 +382,13 @@ def main() -> None:
         "rejax_budget": budget,
         "rejax_settings": args.rejax_settings,
         "rejax_overrides": overrides,
+        "rejax_num_envs": num_envs,
         "ratio_rejax_over_ours_seconds_to_threshold": ratios,
         **sides,
         "rejax_environment": rejax_env,
         **info,
     }
-    settings = "_our_settings" if args.rejax_settings == "ours" else ""
+    settings = {"own": "", "own16": "_own16", "ours": "_our_settings"}[args.rejax_settings]
     name = f"peer_pendulum{settings}_{info['device'].replace(' ', '_')}"
     if args.smoke:
         write(name, result, pathlib.Path(tempfile.mkdtemp(prefix="peer_smoke_")))

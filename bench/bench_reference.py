@@ -46,23 +46,32 @@ least 24 seeds a side, evaluations every 100 iterations on 64 eval envs. `seeds_
 sizes the seed count from a pilot's spread. Not yet run.
 
 --learn is resumable per (task, implementation, seed), and `--collect-only` merges what finished
-under --cache (e.g. seeds run in other processes) without training anything: seeds already in
+under --cache (e.g. seeds run in other processes) without training anything. `--side ours` and
+`--side reference` train one side only, so two processes can run the two sides at once (the JSON
+is merged under a lock); `--ours-group N` trains our seeds N per program, each group saved when it
+finishes (with the persistent compilation cache, later groups load the first one's program): seeds already in
 bench/results/reference_learning_cpu.json are skipped; a reference seed whose worker finished
 (its file under --cache) is merged without rerunning. Our seeds run vmapped in one program, seed s
 on `jax.random.PRNGKey(s)`; the reference's seed s is its `--seed s`. The JSON is rewritten after
 every seed, with statistics over the seeds done so far and a status that says which are missing.
 
---throughput times one agent of each side alone, one after the other, both warmed up: the
-reference over `--measure-iterations` after `--warmup-iterations` (from the wall times of its
-logging calls, every 100 iterations), ours over one compiled chunk of `--measure-iterations` after
-a first, warming chunk. The load average before and after each is recorded, so a number taken
-while other work shared the CPU is visible. Writes bench/results/reference_throughput_cpu.json.
+--throughput times one agent of each side alone, one after the other, both warmed up, `--repeats`
+times each (medians reported): the reference over `--measure-iterations` after
+`--warmup-iterations` (from the wall times of its logging calls, every 100 iterations), a fresh
+process per run, at each of `--torch-threads` (its `train.py` sets OMP_NUM_THREADS=1; 2 gives
+torch both cores, as XLA has); ours over compiled chunks of `--measure-iterations` after a first,
+warming chunk. The load average before each side is recorded, so a number taken while other work
+shared the CPU is visible. Writes bench/results/reference_throughput_cpu.json.
+
+    python bench/bench_reference.py --throughput --env CartpoleBalance --torch-threads 1 2 --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import fcntl
 import importlib.metadata
 import itertools
 import json
@@ -84,7 +93,7 @@ import scipy.stats
 
 import purejax_fasttd3 as ft
 from common import RESULTS, Chunks, environment, write
-from fasttd3x import envs, progress
+from fasttd3x import compile_cache, envs, progress
 from fasttd3x.results import bootstrap_ci
 
 REFERENCE_REPO = "younggyoseo/FastTD3"
@@ -328,6 +337,40 @@ def summarize_task(entry: dict) -> None:
 
 def load_results(path: pathlib.Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_task(path: pathlib.Path, name: str, entry: dict, result: dict) -> None:
+    """Merges task `name`'s `entry` into the results file as it is now, under a lock: other
+    tasks, and seeds of this one that another process (another --side) finished meanwhile, are
+    kept and taken into `entry`; the file-level keys come from `result`."""
+    with locked(path):
+        current = load_results(path)
+        on_disk = current.get("tasks", {}).get(name)
+        if on_disk and on_disk["settings"] == entry["settings"]:
+            for side, runs in on_disk["runs"].items():
+                for seed, run in runs.items():
+                    entry["runs"][side].setdefault(seed, run)
+            for key, value in on_disk.items():  # e.g. the reference's parsed args
+                entry.setdefault(key, value)
+        summarize_task(entry)
+        current.update({k: v for k, v in result.items() if k != "tasks"})
+        current.setdefault("tasks", {})[name] = entry
+        current["status"] = (
+            "complete" if all(t["status"]["complete"] for t in current["tasks"].values()) else "partial"
+        )
+        write(path.stem, current, path.parent)
+
+
+@contextlib.contextmanager
+def locked(path: pathlib.Path):
+    """An exclusive lock beside `path` (`.<name>.lock`), so processes running other sides or tasks
+    of the study never overwrite each other's seeds."""
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # -------------------------------------------------------------------------------- reference venv
@@ -612,16 +655,7 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
     )
 
     def save():
-        """Merges this task into the file as it is now, so runs of other tasks in other processes
-        that wrote meanwhile are kept."""
-        summarize_task(entry)
-        current = load_results(path)
-        current.update({k: v for k, v in result.items() if k != "tasks"})
-        current.setdefault("tasks", {})[name] = entry
-        current["status"] = (
-            "complete" if all(t["status"]["complete"] for t in current["tasks"].values()) else "partial"
-        )
-        write(path.stem, current, path.parent)
+        save_task(path, name, entry, result)
 
     # Our finished seeds are also kept under --cache, so a rerun never trains them again.
     ours_key = run_key(args.env, settings) + ("_refeval" if args.reference_evaluation else "")
@@ -630,20 +664,24 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
     for seed in missing_seeds(entry, "ours", seeds):
         if str(seed) in ours_cached:
             add_run(entry, "ours", seed, ours_cached[str(seed)])
-    todo = missing_seeds(entry, "ours", seeds)
-    if todo and not args.collect_only:
-        for seed, run in run_ours(args.env, settings, todo).items():
+    todo = missing_seeds(entry, "ours", seeds) if args.side in ("both", "ours") else []
+    group = args.ours_group or len(todo) or 1
+    for first in range(0, 0 if args.collect_only else len(todo), group):
+        # Seeds in groups of --ours-group, each saved when done: a killed study keeps finished groups.
+        for seed, run in run_ours(args.env, settings, todo[first : first + group]).items():
             add_run(entry, "ours", seed, run)
         ours_file.parent.mkdir(parents=True, exist_ok=True)
         ours_file.write_text(json.dumps(entry["runs"]["ours"]) + "\n")
+        save()
     save()
+    reference_todo = missing_seeds(entry, "reference", seeds) if args.side in ("both", "reference") else []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = {
             pool.submit(
                 run_reference_seed,
                 python, source, cache, args.env, seed, settings, args.iterations, args.eval_interval,
             ): seed
-            for seed in missing_seeds(entry, "reference", seeds)
+            for seed in reference_todo
             if not args.collect_only or reference_finished(cache, args.env, seed, settings)
         }  # fmt: skip
         for future in concurrent.futures.as_completed(futures):
@@ -664,65 +702,99 @@ def learn(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None
         )
 
 
+def reference_speed(python, source, cache: pathlib.Path, ref_args: list[str], threads: int, marks) -> dict:
+    """One timed reference run on `threads` torch threads: iterations/s between the logging calls
+    at `marks` (warm-up end, run end)."""
+    command = [str(python), "-I", str(WORKER), "--source", str(source), f"--torch-threads={threads}"]
+    with tempfile.TemporaryDirectory(prefix="reference_speed_") as tmp:
+        out = pathlib.Path(tmp) / "speed.json"
+        _run([*command, "--out", str(out), "--", *ref_args], "the reference worker", cwd=tmp,
+             env=worker_env(cache), stdout=subprocess.DEVNULL)  # fmt: skip
+        worker = json.loads(out.read_text())
+    logs = {log["iteration"]: log for log in worker["logs"]}
+    first, last = logs[marks[0]], logs[marks[1]]
+    return {
+        "iterations_per_second": (marks[1] - marks[0]) / (last["wall_seconds"] - first["wall_seconds"]),
+        "own_speed_at_end": last["speed"],
+        "torch_threads": worker["torch_threads"],
+        "args": worker["args"],
+    }
+
+
 def throughput(args, python, source, cache: pathlib.Path, path: pathlib.Path) -> None:
+    """Both sides `--repeats` times, alone and one after the other; medians are the result. The
+    reference at each of `--torch-threads` (its own `train.py` runs it on one thread)."""
     if args.warmup_iterations % 100 or args.measure_iterations % 100:
         raise SystemExit(
             f"--warmup-iterations {args.warmup_iterations} and --measure-iterations "
             f"{args.measure_iterations} must be multiples of 100 (the reference logs every 100)"
         )
+    if min(args.torch_threads) < 1:
+        raise SystemExit(f"--torch-threads {args.torch_threads}: each count must be at least 1")
     sizes = {k: getattr(args, k) for k in CPU_SIZES}
     settings = {"sizes": sizes, "agent": args.agent, "warmup_iterations": args.warmup_iterations,
-                "measure_iterations": args.measure_iterations}  # fmt: skip
+                "measure_iterations": args.measure_iterations, "repeats": args.repeats}  # fmt: skip
     total = args.warmup_iterations + args.measure_iterations
-    load_before = os.getloadavg()
-    command = [str(python), "-I", str(WORKER), "--source", str(source)]
-    with tempfile.TemporaryDirectory(prefix="reference_speed_") as tmp:
-        out = pathlib.Path(tmp) / "speed.json"
-        ref_args = reference_args(args.env, 0, settings, total, 0)
-        print(f"reference: {args.measure_iterations} iterations after {args.warmup_iterations}", flush=True)
-        _run([*command, "--out", str(out), "--", *ref_args], "the reference worker", cwd=tmp,
-             env=worker_env(cache), stdout=subprocess.DEVNULL)  # fmt: skip
-        worker = json.loads(out.read_text())
-    load_after_reference = os.getloadavg()
-    logs = {log["iteration"]: log for log in worker["logs"]}
-    first, last = logs[args.warmup_iterations], logs[total]
-    reference_its = (total - args.warmup_iterations) / (last["wall_seconds"] - first["wall_seconds"])
+    ref_args = reference_args(args.env, 0, settings, total, 0)
+    loads = {}
+    by_threads = {}
+    for threads in args.torch_threads:
+        loads[f"before_reference_{threads}_threads"] = os.getloadavg()
+        runs = []
+        for repeat in range(args.repeats):
+            print(f"reference, {threads} torch threads, run {repeat + 1}/{args.repeats}", flush=True)
+            runs.append(
+                reference_speed(python, source, cache, ref_args, threads, (args.warmup_iterations, total))
+            )
+        each = [run["iterations_per_second"] for run in runs]
+        by_threads[str(threads)] = {
+            "iterations_per_second": float(np.median(each)),
+            "iterations_per_second_each": each,
+            "torch_threads_used": sorted({run["torch_threads"] for run in runs}),
+            "own_speed_at_end": [run["own_speed_at_end"] for run in runs],
+        }
+        reference_parsed = runs[0]["args"]
+        print(f"reference at {threads} torch threads: {np.median(each):.2f} it/s (median of {len(each)})")
 
     chunk = args.measure_iterations
-    settings_ours = {"sizes": sizes, "agent": args.agent, "iterations": 4 * chunk, "eval_interval": chunk}
+    settings_ours = {"sizes": sizes, "agent": args.agent, "iterations": (args.repeats + 2) * chunk,
+                     "eval_interval": chunk}  # fmt: skip
     config = {**ours_config(args.env, settings_ours), "NUM_EVAL_ENVS": 0}
-    load_before_ours = os.getloadavg()
+    loads["before_ours"] = os.getloadavg()
     chunks = Chunks(config, agents=1)  # compiles, then runs a first (warming) chunk
     ours_seconds = [chunks.step() for _ in range(args.repeats)]
-    load_after = os.getloadavg()
-    ours_its = [args.measure_iterations / s for s in ours_seconds]
+    loads["after_ours"] = os.getloadavg()
+    ours_each = [args.measure_iterations / s for s in ours_seconds]
+    ours_its = float(np.median(ours_each))
+    own = by_threads.get("1") or next(iter(by_threads.values()))
     result = {
         "benchmark": "reference_throughput",
         "env": args.env,
         "settings": settings,
         "reference": {
-            "iterations_per_second": reference_its,
-            "own_speed_at_end": last["speed"],
-            "mode": "eager torch (--no-compile), fp32, torch threads as the reference sets them",
-            "args": worker["args"],
+            **own,
+            "mode": "eager torch (--no-compile), fp32, on one torch thread as its train.py sets it",
+            "args": reference_parsed,
         },
+        "reference_by_torch_threads": by_threads,
         "ours": {
-            "iterations_per_second": max(ours_its),
-            "iterations_per_second_each": ours_its,
+            "iterations_per_second": ours_its,
+            "iterations_per_second_each": ours_each,
             "compile_seconds": chunks.compile_seconds,
             "config": config,
         },
-        "ours_over_reference": max(ours_its) / reference_its,
-        "load_average_1_5_15": {
-            "before_reference": load_before,
-            "after_reference": load_after_reference,
-            "before_ours": load_before_ours,
-            "after_ours": load_after,
-        },  # fmt: skip
+        "ours_over_reference": ours_its / own["iterations_per_second"],
+        "ours_over_reference_by_torch_threads": {
+            threads: ours_its / side["iterations_per_second"] for threads, side in by_threads.items()
+        },
+        "statistic": "median of --repeats runs per side (each a fresh reference process; ours one "
+        "compiled program's timed chunks after a warming one)",
+        "load_average_1_5_15": loads,
         "reference_environment": reference_environment(python),
         **environment(),
     }
-    print(f"{args.env}: reference {reference_its:.1f} it/s, ours {max(ours_its):.1f} it/s (1 agent)")
+    print(f"{args.env}: ours {ours_its:.1f} it/s (1 agent, median); over the reference: "
+          f"{result['ours_over_reference_by_torch_threads']} by torch threads")  # fmt: skip
     write(path.stem, result, path.parent)
 
 
@@ -745,6 +817,18 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="reference seeds run at once (--learn)")
     parser.add_argument(
+        "--side",
+        choices=("both", "ours", "reference"),
+        default="both",
+        help="--learn: train only this side's missing seeds (two processes can run the two sides)",
+    )
+    parser.add_argument(
+        "--ours-group",
+        type=int,
+        default=0,
+        help="--learn: our seeds vmapped per program, each group saved when done (default: all at once)",
+    )
+    parser.add_argument(
         "--collect-only",
         action="store_true",
         help="--learn: merge the seeds already finished under --cache into the JSON; train nothing",
@@ -765,7 +849,14 @@ def main() -> None:
     parser.add_argument("--warmup-iterations", type=int, default=200, help="--throughput")
     parser.add_argument("--measure-iterations", type=int, default=1_000, help="--throughput")
     parser.add_argument(
-        "--repeats", type=int, default=2, help="timed chunks of ours (--throughput); best kept"
+        "--repeats", type=int, default=3, help="--throughput: timed runs per side (medians reported)"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="--throughput: the reference's torch threads, each timed (1 is what its train.py sets)",
     )
     for name, default in CPU_SIZES.items():
         parser.add_argument(
@@ -802,6 +893,7 @@ def main() -> None:
     python = ensure_reference_venv(cache)
     out_dir = pathlib.Path(args.out_dir)
     if args.learn:
+        compile_cache.enable()  # our groups of seeds, and a rerun, load the compiled program
         learn(args, python, source, cache, out_dir / f"{LEARNING_NAME}.json")
     else:
         throughput(args, python, source, cache, out_dir / f"{THROUGHPUT_NAME}.json")

@@ -8,7 +8,11 @@ side trains on. Each algorithm trains one eval chunk per call of a compiled prog
 every evaluation; compilation is timed apart, and so is one evaluation alone.
 
     python peer_rejax_worker.py --master-seeds 1,2 --seeds 32 --total-timesteps N \
-        --eval-freq F --eval-episodes E [--algos td3,sac] [--overrides JSON] [--out PATH]
+        --eval-freq F --eval-episodes E [--algos td3,sac] [--overrides JSON] [--num-envs N] [--out PATH]
+
+`--num-envs N` steps N envs per iteration and scales `num_epochs` (updates per iteration) by the
+same factor, so the tuned config keeps its own updates per env step: rejax's tuning moved only to
+parallel envs.
 """
 
 from __future__ import annotations
@@ -209,8 +213,16 @@ def main() -> None:
         default="{}",
         help='JSON of config values to set per algorithm, e.g. {"td3": {"num_envs": 16}}',
     )
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="envs per iteration, with num_epochs scaled to keep the config's updates per env step",
+    )
     parser.add_argument("--out", default=None, help="JSON path (default: stdout)")
     args = parser.parse_args()
+    if args.num_envs is not None and args.num_envs < 1:
+        raise SystemExit(f"--num-envs {args.num_envs}: must be at least 1")
     master_seeds = [int(s) for s in args.master_seeds.split(",") if s.strip()]
     overrides = json.loads(args.overrides)
 
@@ -224,6 +236,7 @@ def main() -> None:
         "master_seeds": master_seeds,
         "seeds": args.seeds,
         "overrides": overrides,
+        "num_envs": args.num_envs,
         "algos": {},
     }
     for name in args.algos.split(","):
@@ -232,6 +245,11 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"--overrides: {sorted(unknown)} are not keys of rejax's {name} config")
         config.update(overrides.get(name, {}))
+        if args.num_envs is not None:
+            scale, rest = divmod(args.num_envs * config["num_epochs"], config["num_envs"])
+            if rest:
+                raise SystemExit(f"--num-envs {args.num_envs}: not a multiple of {name}'s num_envs")
+            config.update(num_envs=args.num_envs, num_epochs=scale)
         if args.total_timesteps is not None:
             config["total_timesteps"] = args.total_timesteps
         if args.eval_freq is not None:

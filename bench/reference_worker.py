@@ -13,7 +13,10 @@ Everything after `--` goes to the reference's tyro parser unchanged. The worker:
   (`evaluate()`, a closure inside `main`) only to pass it to `wandb.log`, so with `--use-wandb`
   this stand-in receives every evaluation the reference itself makes, unchanged, and nothing
   leaves the machine. Each `log` call is written to `--out` at once (atomically), so an
-  interrupted run keeps its finished evaluations; `"complete": true` is set when `main` returns.
+  interrupted run keeps its finished evaluations; `"complete": true` is set when `main` returns;
+* with `--torch-threads N`, sets torch's intra-op threads to N after `train.py` is imported
+  (`train.py` sets OMP_NUM_THREADS=1 before importing torch, so the reference runs on one
+  thread unless told otherwise); the JSON records the count torch used.
 
 The JSON holds `args` (the reference's parsed settings), `evals` (iteration, env_steps,
 eval_return, eval_length, wall_seconds) and `logs` (iteration, wall_seconds, the reference's own
@@ -107,6 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", required=True, help="folder of the extracted reference (has fast_td3/)")
     parser.add_argument("--out", required=True, help="JSON file written after every logged step")
+    parser.add_argument(
+        "--torch-threads", type=int, help="torch's intra-op threads (default: train.py's OMP_NUM_THREADS=1)"
+    )
     args = parser.parse_args(argv[:split])
     reference_args = argv[split + 1 :]
 
@@ -121,6 +127,10 @@ def main() -> None:
     # imports torch, and the patch's Playground imports would import torch before that.
     import train
 
+    if args.torch_threads is not None:
+        if args.torch_threads < 1:
+            raise SystemExit(f"--torch-threads {args.torch_threads}: must be at least 1")
+        sys.modules["torch"].set_num_threads(args.torch_threads)
     _load_patch()
     import environments.mujoco_playground_env as playground_env
 

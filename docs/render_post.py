@@ -121,7 +121,15 @@ def design_values() -> dict:
     heartbeat = read_json("heartbeat_cost_cpu.json")
     beat = {row["eval_interval"]: row for row in heartbeat["rows"]}
     runs = {len(runs) for row in heartbeat["rows"] for runs in row["all_seconds"].values()}
-    spread = max(max(v) - min(v) for row in heartbeat["rows"] for v in row["all_seconds"].values())
+    beat_cis = [row["overhead_percent_ci95"] for row in heartbeat["rows"]]
+    if all(low <= 0 <= high for low, high in beat_cis):
+        beat_verdict = (
+            "neither interval excludes zero. These runs bound the cost below "
+            f"{max(high for _, high in beat_cis):.1f}%, and cannot resolve one of the size the "
+            "callback predicts."
+        )
+    else:
+        beat_verdict = "at least one interval excludes zero, so these runs measure a cost."
     deadlock = read_json("cpu_deadlock_cpu.json")
     layouts = {layout["host_devices"]: layout for layout in deadlock["layouts"]}
     one, two = layouts[1], layouts[2]
@@ -145,7 +153,11 @@ def design_values() -> dict:
         "beat_1000_without": num(median(beat[1000]["all_seconds"]["without"]), 2),
         "beat_1000_count": str(beat[1000]["heartbeats"]),
         "beat_runs": " or ".join(map(str, sorted(runs))),
-        "beat_spread": num(spread, 1),
+        "beat_100_diff": f"{beat[100]['overhead_percent_median_of_pairs']:+.2f}%",
+        "beat_100_ci": "[{:+.2f}%, {:+.2f}%]".format(*beat[100]["overhead_percent_ci95"]),
+        "beat_1000_diff": f"{beat[1000]['overhead_percent_median_of_pairs']:+.2f}%",
+        "beat_1000_ci": "[{:+.2f}%, {:+.2f}%]".format(*beat[1000]["overhead_percent_ci95"]),
+        "beat_verdict": beat_verdict,
         "deadlock_what": deadlock["what"],
         "deadlock_cores": str(deadlock["cores"]),
         "deadlock_one": f"{one['finished']}/{len(one['runs'])}",
@@ -404,8 +416,12 @@ def t1_values() -> tuple[dict, dict]:
     return values, figures
 
 
-PEER_FILES = {"own": "peer_pendulum_cpu.json", "ours": "peer_pendulum_our_settings_cpu.json"}
-PEER_SETTINGS = {"own": "its own config", "ours": "our settings"}
+PEER_FILES = {
+    "own": "peer_pendulum_cpu.json",
+    "own16": "peer_pendulum_own16_cpu.json",
+    "ours": "peer_pendulum_our_settings_cpu.json",
+}
+PEER_SETTINGS = {"own": "its own config", "own16": "its own config at 16 envs", "ours": "our settings"}
 
 
 def peer_row(label: str, side: dict, envs: int, updates: int, seeds: int) -> str:
@@ -445,6 +461,8 @@ def peer_values() -> tuple[dict, list[dict]]:
     label = f"FastTD3X, {own['env']} config defaults"
     rows = [peer_row(f"{label} (run beside rejax's own config)", ours, ours["config"]["NUM_ENVS"],
                      ours_updates, seeds),
+            peer_row(f"{label} (run beside rejax at 16 envs)", peers["own16"]["ours"],
+                     peers["own16"]["ours"]["config"]["NUM_ENVS"], ours_updates, seeds),
             peer_row(f"{label} (run beside rejax at our settings)", peers["ours"]["ours"],
                      peers["ours"]["ours"]["config"]["NUM_ENVS"], ours_updates, seeds)]  # fmt: skip
     curves = [("FastTD3X", ours)]
@@ -463,7 +481,17 @@ def peer_values() -> tuple[dict, list[dict]]:
             )
             curves.append((f"rejax {name}, {PEER_SETTINGS[settings]}", peer[key]))
     own_sac, own_td3 = own["rejax_sac"]["pooled"], own["rejax_td3"]["pooled"]
-    at_ours = peers["ours"]
+    at_ours, at16 = peers["ours"], peers["own16"]
+    td3_16, sac_16 = at16["rejax_td3"]["pooled"], at16["rejax_sac"]["pooled"]
+
+    def reached(pooled):
+        if pooled["seconds_to_threshold"] is None:
+            return f"its mean never reached {num(own['threshold'], 0)}"
+        return (
+            f"its mean reached {num(own['threshold'], 0)} after {pooled['env_steps_to_threshold']:,} "
+            f"env steps in {num(pooled['seconds_to_threshold'], 0)} s"
+        )
+
     config_source = own["rejax_environment"]["config_source"].replace(" (", ", ").rstrip(")")
     update_ratio = rejax_updates(own["rejax_sac"]["config"]) / ours_updates
     ours_pooled = ours["pooled"]
@@ -491,9 +519,22 @@ def peer_values() -> tuple[dict, list[dict]]:
         f"than ours. But it solved "
         f"{share(at_ours['rejax_td3']['pooled']['share_final_at_threshold'], seeds)} (TD3) and "
         f"{share(at_ours['rejax_sac']['pooled']['share_final_at_threshold'], seeds)} (SAC) seeds there: "
-        f"values tuned for FastTD3 are no fair test of TD3 or SAC. rejax at 16 environments with "
-        f"values tuned for it is the comparison still to run. Ours solved "
-        f"{share(ours_pooled['share_final_at_threshold'], seeds)} in both files."
+        f"values tuned for FastTD3 are no fair test of TD3 or SAC. So the third pair holds the "
+        f"parallelism equal and leaves rejax its own values: its tuned configs at "
+        f"{at16['rejax_num_envs']} environments, with updates per iteration scaled by the same factor so "
+        f"each keeps its own updates per env step ({rejax_updates(at16['rejax_td3']['config']):,} "
+        "critic updates, as at one environment; no values tuned for rejax at 16 environments exist). "
+        f"There TD3 solved {share(td3_16['share_final_at_threshold'], seeds)} seeds and "
+        f"{reached(td3_16)}, SAC solved {share(sac_16['share_final_at_threshold'], seeds)} and "
+        f"{reached(sac_16)}; ours, run beside them, solved "
+        f"{share(at16['ours']['pooled']['share_final_at_threshold'], seeds)} and "
+        f"{reached(at16['ours']['pooled'])}. Their runs took {num(td3_16['run_seconds'], 0)} s and "
+        f"{num(sac_16['run_seconds'], 0)} s, ours {num(at16['ours']['pooled']['run_seconds'], 0)} s. "
+        f"rejax still makes {update_ratio:g} times our critic updates there, so this pair too compares "
+        "settings as much as implementations. Times compare within one file, whose sides ran one "
+        f"after the other on one machine: ours took {num(at16['ours']['pooled']['run_seconds'], 0)} s "
+        f"in this file and {num(ours_pooled['run_seconds'], 0)} s in the first. Ours solved "
+        f"{share(ours_pooled['share_final_at_threshold'], seeds)} beside rejax's own config."
     )
     values = {
         "peer_seeds": str(seeds),
@@ -576,12 +617,14 @@ def reference_cpu_text() -> str:
         require(ours_side, name, "iterations_per_second")
     ]
     ref, ours = median(ref_runs), median(ours_runs)
+    # Only the load before the first runs tells of other work: later readings include the
+    # benchmark's own earlier runs (one side runs right after the other).
     measured = record.get("load_average_1_5_15", {})
-    loads = [values[0] for when, values in measured.items() if when.startswith("before")]
+    before = [values[0] for when, values in measured.items() if when.startswith("before")][:1]
     load = (
-        f" The machine was not idle (1-minute load average {min(loads):.1f} to {max(loads):.1f} "
-        f"before the runs), so read the ratio as rough."
-        if loads and max(loads) > 1.5
+        f" The machine was not idle (1-minute load average {before[0]:.1f} before the first runs), "
+        "so read the ratio as rough."
+        if before and before[0] > 1.5
         else ""
     )
     sizes = record.get("settings", {}).get("sizes", {})
@@ -594,13 +637,35 @@ def reference_cpu_text() -> str:
     def runs(values):
         return f"{len(values)} run" + ("s, median" if len(values) > 1 else "")
 
-    return (
+    text = (
         f"**The reference on a CPU.** On {record.get('env', 'a Playground task')}{size_text}, one agent "
         f"each, timed one after the other on the {record.get('cpu_count', 2)}-core CPU: the reference at "
         f"{num(ref, 2)} iterations/s ({runs(ref_runs)}; {ref_side.get('mode', 'its defaults')}), ours at "
-        f"{num(ours, 2)} ({runs(ours_runs)}), {num(ours / ref, 2)}x ({src(name)}). The reference's "
-        "`train.py` sets `OMP_NUM_THREADS=1`, so torch computed on one thread while XLA used both cores; "
-        "part of the ratio is that second core, and how much is not measured." + load
+        f"{num(ours, 2)} ({runs(ours_runs)}), {num(ours / ref, 2)}x ({src(name)})."
+    )
+    more_threads = {
+        int(threads): side
+        for threads, side in record.get("reference_by_torch_threads", {}).items()
+        if int(threads) > 1
+    }
+    if not more_threads:
+        return (
+            text + " The reference's `train.py` sets `OMP_NUM_THREADS=1`, so torch computed on one thread "
+            "while XLA used both cores; part of the ratio is that second core, and how much is not "
+            "measured." + load
+        )
+
+    def at(threads, each):
+        speed = median(each)
+        rate = f"{num(speed, 2)} iterations/s ({runs(each)})"
+        return f"on {threads} torch threads {rate}, ours {num(ours / speed, 2)}x that"
+
+    given = "; ".join(
+        at(threads, side["iterations_per_second_each"]) for threads, side in sorted(more_threads.items())
+    )
+    return (
+        text + " The reference's `train.py` sets `OMP_NUM_THREADS=1`, so torch computes on one thread "
+        f"while XLA uses both cores. Given both cores as well, the reference ran {given}." + load
     )
 
 

@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "--no-compile-cache", action="store_true", help="compile every program anew (no persistent cache)"
     )
+    cache.add_argument(
+        "--no-heartbeats",
+        action="store_true",
+        help="no progress reports from inside evaluation intervals of 1,000 iterations or more: "
+        "such reports are host callbacks, and JAX's cache never stores a program that has them, so "
+        "without them a resume loads the training program instead of compiling it again",
+    )
     return parser
 
 

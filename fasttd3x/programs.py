@@ -25,10 +25,13 @@ class CallPrograms:
     call (init only when some call starts from scratch). Every call advances one evaluation at a
     time with the same `run` program, checkpointed or not, stopped and resumed or not, so a resumed
     call equals an uninterrupted one bit for bit, and a stop request is honoured at the next
-    evaluation. `progress` and `heartbeat` are host callbacks (see `ft.make_train_loop`)."""
+    evaluation. `progress(eval_index)` is called by the host after each evaluation (`report`), not
+    from inside `run`: JAX's persistent compilation cache never stores a program with host
+    callbacks, so only `heartbeat` (see `ft.make_train_loop`), when given, keeps `run` out of it."""
 
     def __init__(self, config: dict, mesh, num_agents: int, progress=None, heartbeat=None):
-        self.loop = ft.make_train_loop(config, progress, heartbeat)
+        self.loop = ft.make_train_loop(config, heartbeat=heartbeat)
+        self.progress = progress
         agents = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("agents"))
         shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         self.state_sharding = jax.tree.map(
@@ -83,6 +86,12 @@ class CallPrograms:
     def run(self, state):
         """One more evaluation of every agent of the call: (state, that evaluation's metrics)."""
         return self._run(state)
+
+    def report(self, eval_index: int) -> None:
+        """The progress callback for a finished evaluation (0-based), if there is one; on process
+        0 only, like the heartbeats (which come from its first device)."""
+        if self.progress is not None and jax.process_index() == 0:
+            self.progress(eval_index)
 
     def state_bytes(self) -> int:
         """Bytes of a call's complete state: what one checkpoint holds."""

@@ -73,7 +73,7 @@ from fasttd3x.configs import (
 from fasttd3x.distributed import VERDICT_MARGIN_S, ProcessLost, agreed
 from fasttd3x.interrupts import STOP, WATCHDOG, Interrupted
 from fasttd3x.programs import CallPrograms
-from fasttd3x.progress import ProgressPrinter
+from fasttd3x.progress import ProgressPrinter, heartbeat_segments
 
 
 # ==================================================================================================
@@ -252,6 +252,12 @@ def plan_calls(args: argparse.Namespace, combo: Combination, done: set[int], min
     return calls
 
 
+def sends_heartbeats(args: argparse.Namespace, config: dict) -> bool:
+    """Whether the training program reports from inside its evaluation intervals (a host callback,
+    which keeps it out of JAX's compilation cache): intervals long enough, and no --no-heartbeats."""
+    return not args.no_heartbeats and heartbeat_segments(config["EVAL_INTERVAL"]) > 0
+
+
 def compile_calls(
     args: argparse.Namespace, combo: Combination, mesh: jax.sharding.Mesh, calls: list[Call]
 ) -> tuple[CallPrograms, list[pathlib.Path | None]]:
@@ -262,7 +268,15 @@ def compile_calls(
     printer = None if args.quiet else ProgressPrinter(combo.config)
     WATCHDOG.doing(f"tracing and compiling {combo.label}")
     resumes = [checkpoints.agreed_resume_point(combo.folder, call.lo, call.hi) for call in calls]
-    programs = CallPrograms(combo.config, mesh, chunk, *WATCHDOG.reporters(printer))
+    progress, heartbeat = WATCHDOG.reporters(printer)
+    beats = sends_heartbeats(args, combo.config)
+    if beats and not (args.no_compile_cache or args.quiet):
+        print(
+            f"{combo.label}: its evaluation intervals report progress from inside the program, which "
+            "JAX's compilation cache cannot store; --no-heartbeats lets a resume load it instead",
+            flush=True,
+        )
+    programs = CallPrograms(combo.config, mesh, chunk, progress, heartbeat if beats else None)
     if args.checkpoint_every:
         processes = jax.process_count()
 
@@ -292,8 +306,10 @@ def run_call(
     programs: CallPrograms,
     call: Call,
     resume_from: pathlib.Path | None,
+    log: live.SweepLog | None = None,
 ) -> CallOutcome:
-    """Trains a call's agents one evaluation at a time, from the start or from its checkpoint.
+    """Trains a call's agents one evaluation at a time, from the start or from its checkpoint,
+    each evaluation into `log` (the live metrics; None on processes other than 0).
     Saves a checkpoint every --checkpoint-every evaluations, and when asked to stop (then raises
     `Interrupted`). Run seconds leave compilation out and carry over a resume (they time the
     learning curve)."""
@@ -329,10 +345,11 @@ def run_call(
             f"running {call.name}, eval {evals + 1}", functools.partial(_evaluate, programs, state)
         )
         history.append(distributed.to_host(metrics))
+        programs.report(evals)
         evals += 1
         run_s = run_before + time.perf_counter() - t0
-        if LIVE is not None:  # one flushed line per agent in OUT/live.jsonl, and the sinks
-            LIVE.evaluation(combo.index, combo.config, call.lo, call.hi, evals, history[-1], run_s)
+        if log is not None:  # one flushed line per agent in OUT/live.jsonl, and the sinks
+            log.evaluation(combo.index, combo.config, call.lo, call.hi, evals, history[-1], run_s)
         if evals == num_evals:
             break
         returns = np.concatenate([h["eval_return"] for h in history], axis=1)
@@ -405,10 +422,14 @@ def write_call_results(
 
 
 def run_combination(
-    args: argparse.Namespace, combo: Combination, mesh: jax.sharding.Mesh, started: float
+    args: argparse.Namespace,
+    combo: Combination,
+    mesh: jax.sharding.Mesh,
+    started: float,
+    log: live.SweepLog | None,
 ) -> None:
     """Trains and writes a combination's unfinished agents, call by call; `started` is when the
-    sweep started, for the elapsed time."""
+    sweep started, for the elapsed time; `log` takes every evaluation (process 0)."""
     process = jax.process_index()
 
     def write_config():
@@ -436,7 +457,7 @@ def run_combination(
     calls = plan_calls(args, combo, done, mine)
     programs, resumes = compile_calls(args, combo, mesh, calls)
     for k, (call, resume_from) in enumerate(zip(calls, resumes)):
-        outcome = run_call(args, combo, programs, call, resume_from)
+        outcome = run_call(args, combo, programs, call, resume_from, log)
         flagged = write_call_results(args, combo, call, outcome, programs.compile_seconds)
         remaining = sum(later.hi - later.lo for later in calls[k + 1 :])
         eta = outcome.run_seconds / (call.hi - call.lo) * remaining
@@ -478,21 +499,22 @@ def run_sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None = None) -> 
         return _sweep(args, cpu_layout)
 
 
-LIVE: live.SweepLog | None = None  # the running sweep's live metrics log, on process 0
-
-
-def open_live_log(args: argparse.Namespace, sweep: Sweep) -> None:
-    """Starts (or, resuming, continues) OUT/live.jsonl on process 0 (live.py), with the
-    TensorBoard and W&B sinks asked for (sinks.py)."""
-    global LIVE
-    if LIVE is not None:
-        LIVE.close()  # an earlier sweep of this process (tests, notebooks)
-    LIVE = None
+@contextlib.contextmanager
+def live_log(args: argparse.Namespace, sweep: Sweep):
+    """OUT/live.jsonl, started or (resuming) continued, with the TensorBoard and W&B sinks asked
+    for (live.py, sinks.py), on process 0 (None on the others). Closed when the sweep ends; a
+    finished sweep closes it first with its summary."""
+    log = None
     if jax.process_index() == 0:
-        LIVE = live.SweepLog(sweep.out, seeds=args.seeds, points=sweep.points, combos=sweep.spec["combos"])
-        LIVE.log.sinks += sinks.make_sinks(
-            sweep.out, sweep.spec, LIVE.log.existing, args.tensorboard, args.wandb, args.log_agents
+        log = live.SweepLog(sweep.out, seeds=args.seeds, points=sweep.points, combos=sweep.spec["combos"])
+        log.log.sinks += sinks.make_sinks(
+            sweep.out, sweep.spec, log.log.existing, args.tensorboard, args.wandb, args.log_agents
         )
+    try:
+        yield log
+    finally:
+        if log is not None:
+            log.close()  # a stop or an error: what was logged stays
 
 
 def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Path:
@@ -505,7 +527,6 @@ def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Pa
             checkpoints.write_json(sweep.out / "sweep.json", sweep.spec)
 
     agreed(f"writing {sweep.out / 'sweep.json'}", write_spec)
-    open_live_log(args, sweep)
     if args.part and jax.process_index() == 0:  # a part's folder says which part it holds
         cluster.write_part_file(sweep.out, args.part, args.chunk)
     devices = jax.devices()
@@ -527,10 +548,14 @@ def _sweep(args: argparse.Namespace, cpu_layout: CpuLayout | None) -> pathlib.Pa
             flush=True,
         )
     started = time.perf_counter()
-    for combo in sweep.combinations:
-        if combo.index > 0 and STOP.requested():
-            raise Interrupted(f"stopped before static combination {combo.index + 1}/{num_combos}")
-        run_combination(args, combo, mesh, started)
+    with live_log(args, sweep) as log:
+        for combo in sweep.combinations:
+            if combo.index > 0 and STOP.requested():
+                raise Interrupted(f"stopped before static combination {combo.index + 1}/{num_combos}")
+            run_combination(args, combo, mesh, started, log)
+        if jax.process_index() == 0:  # process 0 writes the summary, and sends it to the live sinks
+            rows = results.summarize(sweep.out, args.solved_at)
+            log.close(rows)
     return sweep.out
 
 
@@ -592,12 +617,8 @@ def main(argv=None) -> None:
     except Interrupted as stop:
         print(f"{STOP.signal_name}: {stop}; every finished agent is written; {resume}", flush=True)
         sys.exit(143 if STOP.signal_name == "SIGTERM" else 130)
-    if jax.process_index() != 0:
-        return  # process 0 writes the summary and the plots
-    rows = results.summarize(out, args.solved_at)
-    if LIVE is not None:  # the summary goes to the live sinks, which close
-        LIVE.close(rows)
-    _draw_figures(out, args)
+    if jax.process_index() == 0:  # process 0 draws the plots (run_sweep wrote the summary)
+        _draw_figures(out, args)
 
 
 if __name__ == "__main__":

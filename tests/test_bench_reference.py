@@ -122,6 +122,24 @@ def test_resume_runs_only_missing_seeds_and_keeps_earlier_ones():
     assert entry["runs"]["ours"]["2"]["eval_return"][-1] == 6.0
 
 
+def test_two_sides_saving_into_one_file_keep_each_others_seeds(tmp_path):
+    """`--side ours` and `--side reference` run as two processes, each with its own copy of the
+    task's entry; each save merges what the other wrote."""
+    path = tmp_path / "reference_learning_cpu.json"
+    ours, reference = br.new_task_entry(SETTINGS, 2), br.new_task_entry(SETTINGS, 2)
+    br.add_run(ours, "ours", 0, run(5.0))
+    br.save_task(path, "CartpoleSwingup", ours, {"benchmark": "reference_learning"})
+    br.add_run(reference, "reference", 1, run(4.0))
+    reference["reference_args"] = {"seed": 1}
+    br.save_task(path, "CartpoleSwingup", reference, {"benchmark": "reference_learning"})
+    br.add_run(ours, "ours", 1, run(6.0))
+    br.save_task(path, "CartpoleSwingup", ours, {"benchmark": "reference_learning"})
+    [entry] = br.load_results(path)["tasks"].values()
+    assert sorted(entry["runs"]["ours"]) == ["0", "1"] and sorted(entry["runs"]["reference"]) == ["1"]
+    assert entry["reference_args"] == {"seed": 1}  # the other process's keys survive too
+    assert entry["status"]["seeds_missing"] == {"reference": [0], "ours": []}
+
+
 def test_resume_refuses_other_settings_naming_them():
     result = {}
     br.task_entry(result, "CartpoleSwingup", SETTINGS, seeds_target=2)

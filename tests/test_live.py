@@ -265,6 +265,30 @@ def test_compile_cache_goes_to_the_user_cache_folder_unless_moved(tmp_path):
         compile_cache.enable(blocked / "jax")
     args = sweep.parse_args(["--compile-cache", str(tmp_path), "--no-compile-cache"])
     assert args.compile_cache == str(tmp_path) and args.no_compile_cache
+    beating, quiet = sweep.parse_args([]), sweep.parse_args(["--no-heartbeats"])
+    long, short = configs.make_config("Pendulum-v1", EVAL_INTERVAL=1000), configs.make_config("Pendulum-v1")
+    assert sweep.sends_heartbeats(beating, long) and short["EVAL_INTERVAL"] < 1000
+    assert not sweep.sends_heartbeats(beating, short) and not sweep.sends_heartbeats(quiet, long)
+
+
+@pytest.mark.parametrize("eval_interval, beats", [(20, True), (1000, False), (1000, True)])
+def test_training_program_is_cacheable_unless_it_sends_heartbeats(eval_interval, beats):
+    """JAX's persistent cache never stores a program with host callbacks: the sweep's `run` has
+    none (progress comes from the host) unless heartbeats are on for an interval long enough
+    to have them (1,000 iterations or more)."""
+    import jax
+
+    from fasttd3x.programs import CallPrograms
+
+    config = configs.make_config("Pendulum-v1", **dict(TINY_AGENT, EVAL_INTERVAL=eval_interval,
+                                                       TOTAL_TIMESTEPS=eval_interval))  # fmt: skip
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("agents",))
+    reports = []
+    programs = CallPrograms(config, mesh, 1, reports.append, (lambda done: None) if beats else None)
+    text = programs._run_jit().lower(programs._state_template).as_text()
+    assert ("callback" in text) == (beats and eval_interval >= 1000)
+    programs.report(3)
+    assert reports == [3]
 
 
 # ---------------------------------------------------------------------------------- TensorBoard, W&B
@@ -298,8 +322,7 @@ def watched(tmp_path_factory):
     os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true")
     try:
         args = sweep.parse_args([*flags(out), "--tensorboard", "--wandb", "fasttd3x-test", "--log-agents"])
-        sweep.run_sweep(args)
-        sweep.LIVE.close(results.summarize(out))  # as sweep.main does
+        sweep.run_sweep(args)  # the summary included
     finally:
         for key, value in saved.items():
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
