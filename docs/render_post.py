@@ -698,11 +698,16 @@ def reference_learning_text() -> str:
 
         complete = entry.get("status", {}).get("complete")
         comparison = entry.get("comparison", {})
-        welch, permutation = (comparison.get(test, {}).get("p") for test in ("welch", "permutation"))
+        welch, permutation = ((comparison.get(test) or {}).get("p") for test in ("welch", "permutation"))
         p_values = " | ".join(num(p, 2) if p is not None else "n/a" for p in (welch, permutation))
+        seeds = f"{len(runs.get('reference', {}))} / {len(runs.get('ours', {}))}"
+        if entry.get("settings", {}).get("equivalence") and not complete:
+            # A pre-registered study is judged on all its seeds: no partial means.
+            lines.append(f"| {task} | {seeds} | running | running | n/a | n/a | not yet |")
+            continue
         lines.append(
-            f"| {task} | {len(runs.get('reference', {}))} / {len(runs.get('ours', {}))} | "
-            f"{mean('reference')} | {mean('ours')} | {p_values} | {'yes' if complete else 'not yet'} |"
+            f"| {task} | {seeds} | {mean('reference')} | {mean('ours')} | {p_values} | "
+            f"{'yes' if complete else 'not yet'} |"
         )
     return "\n".join(lines)
 

@@ -298,7 +298,8 @@ def test_leftovers_of_a_kill_are_removed_on_resume(tmp_path, capsys):
     second Ctrl-C during a results write: the resumed sweep removes both, trusting the results."""
     folder = tmp_path / "combo_000"
     folder.mkdir(parents=True)
-    arrays = {"agent": np.arange(2), **{f"metric_{name}": np.zeros((2, 1)) for name in results.METRICS}}
+    arrays = {"agent": np.arange(2), "grid_index": np.zeros(2, np.int64)}  # the sweep summarizes it
+    arrays.update({f"metric_{name}": np.zeros((2, 1)) for name in results.METRICS})
     checkpoints.write_npz(folder / "agents_000000-000002.npz", arrays)
     stale = checkpoints.checkpoint_path(folder, 0, 2)
     checkpoints.save_checkpoint(stale, {"leaf": jnp.zeros((2, 3))}, {}, {"evals_done": 3, "run_seconds": 0.0})
