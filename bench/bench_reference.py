@@ -72,6 +72,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import itertools
 import json
@@ -363,9 +364,11 @@ def save_task(path: pathlib.Path, name: str, entry: dict, result: dict) -> None:
 
 @contextlib.contextmanager
 def locked(path: pathlib.Path):
-    """An exclusive lock beside `path` (`.<name>.lock`), so processes running other sides or tasks
-    of the study never overwrite each other's seeds."""
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+    """An exclusive lock on `path`, so processes running other sides or tasks of the study never
+    overwrite each other's seeds. The lock file lives in the temporary folder, keyed by the results
+    file's absolute path, so nothing but results is left under bench/results."""
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(pathlib.Path(tempfile.gettempdir()) / f"fasttd3x-results-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
